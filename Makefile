@@ -1,0 +1,49 @@
+# Math for Deep Learning: the two commands are `make lab` and `make test`.
+# Every target creates the virtual environment first if it is missing.
+
+VENV    ?= .venv
+PYTHON  ?= $(shell command -v python3.11 || command -v python3)
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed-stamp
+ARGS    ?=
+# pytest workers: all cores by default (pytest-xdist).
+WORKERS ?= auto
+# JupyterLab refuses to run as root without this flag (containers, CI).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
+.PHONY: help env lab test labs check-labs review clean
+
+help:
+	@echo "make lab     set up the environment and open the labs in JupyterLab (ARGS=--no-browser for headless)"
+	@echo "make test    set up the environment and run every test"
+	@echo "make labs    regenerate labs/ from solutions/ with nbgrader (instructors)"
+	@echo "make review  execute every solution notebook and render it to HTML under build/review/"
+
+# The stamp is rebuilt when the dependency list changes.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mdl)" >/dev/null
+	@touch $(STAMP)
+
+env: $(STAMP)
+
+# Opens labs/ as it is: never regenerates or overwrites a student's notebook.
+lab: env
+	$(VENV)/bin/jupyter lab --notebook-dir=labs $(ROOT_FLAG) $(ARGS)
+
+test: env
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(ARGS)
+
+labs: env
+	$(PY) -m coursetools.build_labs
+
+check-labs: env
+	$(PY) -m coursetools.build_labs --check
+
+review: env
+	$(PY) -m coursetools.review
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

@@ -1,0 +1,334 @@
+"""The misconception catalogue: every known mistake, in one place, as data.
+
+Each :class:`Misconception` has a name (also its TROUBLESHOOTING.md anchor),
+a detector, a one-line explanation and a one-line fix. A detector looks at the
+:class:`Evidence` of one failed comparison and returns a short detail string
+when the evidence fits the mistake, or ``None``.
+
+Two kinds of detector exist:
+
+* *relations*: the received array is a simple function of the right answer
+  (its transpose, its negative, a multiple of it by the batch size...). These
+  work for any exercise with no exercise-specific code.
+* *variants*: the exercise's check computes, with trusted code, what the
+  mistake would produce on the same inputs and passes it in
+  ``Evidence.variants[name]``. The detector compares against it.
+
+Entries are tried in catalogue order; the first match is reported, so the
+exercise-specific variants come first.
+
+Labs add entries by appending to ``CATALOGUE`` (keep names unique and add a
+TROUBLESHOOTING.md section with the same anchor; tests enforce both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+
+@dataclass
+class Evidence:
+    """What a failed comparison knows, handed to every detector.
+
+    Attributes
+    ----------
+    quantity : str
+        Name of the compared quantity, e.g. ``"dL/dW1"``.
+    received : ndarray or None
+        The student's value as a float64 array (None if it was not numeric).
+    received_type : str
+        Type name of what the student returned (``"torch.Tensor"``...).
+    expected : ndarray
+        The trusted reference, float64.
+    variants : mapping of str to ndarray
+        Misconception name -> what that mistake produces on these inputs.
+    mean_count : int or None
+        The count a mean-reduced loss divides by (batch size, or number of
+        elements for MSE), used to recognise a missing or extra division.
+    warnings : sequence of str
+        Messages of RuntimeWarnings raised while the student's code ran.
+    mutated_inputs : sequence of str
+        Names of input arrays the student's code modified in place.
+    """
+
+    quantity: str
+    received: Optional[np.ndarray]
+    received_type: str
+    expected: np.ndarray
+    variants: Mapping[str, np.ndarray] = field(default_factory=dict)
+    mean_count: Optional[int] = None
+    warnings: Sequence[str] = ()
+    mutated_inputs: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Misconception:
+    """One catalogued mistake.
+
+    Attributes
+    ----------
+    name : str
+        Stable identifier, kebab-case; also the TROUBLESHOOTING.md anchor.
+    title : str
+        What the mistake is, in a few words.
+    fix : str
+        One line telling the student what to change.
+    detector : callable
+        ``detector(evidence) -> str | None``.
+    labs : tuple of str
+        The labs whose checks can provoke it (for documentation).
+    """
+
+    name: str
+    title: str
+    fix: str
+    detector: Callable[[Evidence], Optional[str]]
+    labs: tuple = ()
+
+    @property
+    def anchor(self) -> str:
+        return f"TROUBLESHOOTING.md#{self.name}"
+
+
+# ---------------------------------------------------------------------------
+# Detector building blocks
+# ---------------------------------------------------------------------------
+
+# Loose on purpose: a detector recognises a *pattern*; the strict tolerance is
+# the check's business.
+_DETECT_RTOL = 1e-5
+_DETECT_ATOL = 1e-8
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.shape != b.shape or not np.all(np.isfinite(a)) or not np.all(np.isfinite(b)):
+        return False
+    return bool(np.all(np.abs(a - b) <= _DETECT_ATOL + _DETECT_RTOL * np.abs(b)))
+
+
+def _usable(ev: Evidence) -> bool:
+    return ev.received is not None and ev.received.size > 0
+
+
+def _nontrivial(ev: Evidence) -> bool:
+    """A relation like 'negated' says nothing when the expected value is ~0."""
+    return bool(np.max(np.abs(ev.expected), initial=0.0) > 1e-12)
+
+
+def variant(name: str) -> Callable[[Evidence], Optional[str]]:
+    """Detector matching the exercise-supplied variant for ``name``."""
+
+    def detect(ev: Evidence) -> Optional[str]:
+        wrongs = ev.variants.get(name)
+        if wrongs is None or not _usable(ev) or _close(ev.received, ev.expected):
+            return None
+        # A variant may be one array or a list of them (several ways to make the mistake).
+        for wrong in (wrongs if isinstance(wrongs, (list, tuple)) else [wrongs]):
+            if _close(ev.received, np.asarray(wrong, dtype=np.float64)):
+                return "your values equal what this mistake produces on the same inputs"
+        return None
+
+    return detect
+
+
+def _scale_factor(ev: Evidence) -> Optional[float]:
+    """c such that received ~= c * expected, if one exists (least squares fit)."""
+    if not _usable(ev) or ev.received.shape != ev.expected.shape or not _nontrivial(ev):
+        return None
+    r, e = ev.received.ravel(), ev.expected.ravel()
+    if not np.all(np.isfinite(r)):
+        return None
+    c = float(np.dot(r, e) / np.dot(e, e))
+    return c if _close(r, c * e) else None
+
+
+def _any_of(*detectors):
+    def detect(ev: Evidence) -> Optional[str]:
+        for d in detectors:
+            found = d(ev)
+            if found:
+                return found
+        return None
+
+    return detect
+
+
+def _is_tensor(ev: Evidence) -> Optional[str]:
+    if ev.received_type.startswith("torch"):
+        return f"your function returned a {ev.received_type}, not a numpy array"
+    return None
+
+
+def _mutated(ev: Evidence) -> Optional[str]:
+    if ev.mutated_inputs:
+        return "your code modified its input(s) in place: " + ", ".join(ev.mutated_inputs)
+    return None
+
+
+def _overflow(ev: Evidence) -> Optional[str]:
+    noisy = [w for w in ev.warnings if "overflow" in w or "invalid value" in w]
+    if noisy:
+        return f"numpy warned while your code ran: '{noisy[0]}'"
+    if _usable(ev) and ev.received.shape == ev.expected.shape:
+        bad = ~np.isfinite(ev.received) & np.isfinite(ev.expected)
+        if np.any(bad):
+            return f"{int(bad.sum())} value(s) are NaN or inf where the reference is finite"
+    return None
+
+
+def _transposed(ev: Evidence) -> Optional[str]:
+    if not _usable(ev) or ev.received.ndim != 2 or ev.expected.ndim != 2:
+        return None
+    if ev.received.shape == ev.expected.T.shape and _close(ev.received.T, ev.expected):
+        if ev.received.shape != ev.expected.shape or not _close(ev.received, ev.expected):
+            return (f"received shape {ev.received.shape} is the transpose of "
+                    f"{ev.expected.shape} and its transpose matches")
+    return None
+
+
+def _not_summed(ev: Evidence) -> Optional[str]:
+    if not _usable(ev) or ev.received.ndim != ev.expected.ndim + 1:
+        return None
+    if ev.received.shape[1:] == ev.expected.shape and _close(ev.received.sum(axis=0), ev.expected):
+        return (f"received shape {ev.received.shape} keeps the batch axis; "
+                f"summed over axis 0 it matches")
+    return None
+
+
+def _reshaped(ev: Evidence) -> Optional[str]:
+    if not _usable(ev) or ev.received.shape == ev.expected.shape:
+        return None
+    if ev.received.size == ev.expected.size and _close(ev.received.reshape(ev.expected.shape), ev.expected):
+        return (f"the values are right but the shape is {ev.received.shape}, "
+                f"expected {ev.expected.shape}")
+    return None
+
+
+def _scale_is(targets, label):
+    def detect(ev: Evidence) -> Optional[str]:
+        c = _scale_factor(ev)
+        if c is None:
+            return None
+        for t in targets(ev):
+            if t and abs(c - t) <= 1e-6 * max(1.0, abs(t)):
+                return f"received = {c:.6g} x expected ({label})"
+        return None
+
+    return detect
+
+
+def _batch_factors(ev: Evidence):
+    n = ev.mean_count
+    if not n or n in (1, 2):  # 2 would be indistinguishable from factor-of-two
+        return ()
+    return (float(n), 1.0 / n)
+
+
+# ---------------------------------------------------------------------------
+# The catalogue
+# ---------------------------------------------------------------------------
+
+CATALOGUE: list[Misconception] = [
+    # -- exercise-specific variants first: they are the most precise --------
+    Misconception(
+        "grad-wrt-activation-output",
+        "derivative taken with respect to the activation's output instead of its input",
+        "Evaluate f'(z) at the pre-activation z (the layer's input to f), and "
+        "multiply the upstream gradient dL/dh by it to get dL/dz.",
+        variant("grad-wrt-activation-output"), ("01_backprop",)),
+    Misconception(
+        "relu-derivative-wrong-side",
+        "ReLU gate open on the wrong side of zero",
+        "The ReLU derivative is 1 where z > 0 and 0 where z <= 0: mask with (z > 0).",
+        variant("relu-derivative-wrong-side"), ("01_backprop",)),
+    Misconception(
+        "relu-derivative-at-zero",
+        "ReLU derivative at exactly z = 0 taken as 1",
+        "PyTorch uses 0 for the ReLU derivative at z = 0: use (z > 0), not (z >= 0).",
+        variant("relu-derivative-at-zero"), ("01_backprop",)),
+    Misconception(
+        "wrong-axis-reduction",
+        "summed (or averaged) over the wrong axis",
+        "Reduce over the batch axis (axis=0) so the result has the parameter's shape.",
+        variant("wrong-axis-reduction"), ("01_backprop",)),
+    Misconception(
+        "softmax-wrong-axis",
+        "softmax normalised over the wrong axis",
+        "Normalise over the class axis (axis=1 or -1, keepdims=True): each row must sum to 1.",
+        variant("softmax-wrong-axis"), ("01_backprop",)),
+    Misconception(
+        "forward-difference",
+        "one-sided (forward) difference instead of a central difference",
+        "Use (f(x + eps) - f(x - eps)) / (2 * eps): its error is O(eps**2), not O(eps).",
+        variant("forward-difference"), ("01_backprop",)),
+    # -- failures that are not about the numbers ----------------------------
+    Misconception(
+        "torch-in-numpy-exercise",
+        "PyTorch used in a numpy-only exercise",
+        "Compute the result with numpy operations and return a numpy array; "
+        "autograd is the reference the check uses, not part of the answer.",
+        _is_tensor, ("01_backprop",)),
+    Misconception(
+        "input-mutated",
+        "the function changed its input arrays in place",
+        "Work on a copy (x = x.copy()) or restore every entry you perturb.",
+        _mutated, ("01_backprop",)),
+    Misconception(
+        "unstable-exp-overflow",
+        "exp overflowed (softmax or sigmoid without the stable form)",
+        "Shift logits by their max before exp (softmax), or use exp(-|z|) (sigmoid).",
+        _overflow, ("01_backprop",)),
+    # -- generic relations between received and expected ---------------------
+    Misconception(
+        "transposed-gradient",
+        "gradient transposed (matrix product in the wrong order)",
+        "A gradient has the shape of what it differentiates: for Y = X @ W, "
+        "dL/dW = X.T @ dL/dY and dL/dX = dL/dY @ W.T.",
+        _transposed, ("01_backprop",)),
+    Misconception(
+        "bias-gradient-not-summed",
+        "bias gradient not summed over the batch",
+        "The bias is shared by every example: dL/db = dL/dY.sum(axis=0).",
+        _not_summed, ("01_backprop",)),
+    Misconception(
+        "shape-mismatch-reshape",
+        "right values in the wrong shape (an extra or missing axis)",
+        "Return the shape the docstring gives: drop keepdims=True, or reshape/squeeze the result.",
+        _reshaped, ("01_backprop",)),
+    Misconception(
+        "sign-flipped",
+        "sign flipped",
+        "Check the order of the subtraction (prediction - target) and any minus sign "
+        "(cross-entropy is -sum(y log p); gradient descent subtracts lr * grad).",
+        _any_of(variant("sign-flipped"), _scale_is(lambda ev: (-1.0,), "negated")),
+        ("01_backprop",)),
+    Misconception(
+        "batch-size-scaling",
+        "missing or extra division by the batch size",
+        "A mean-reduced loss divides by the number of averaged terms exactly once; "
+        "its gradient carries the same 1/N.",
+        _any_of(variant("batch-size-scaling"), _scale_is(_batch_factors, "a factor of the batch size")),
+        ("01_backprop",)),
+    Misconception(
+        "factor-of-two",
+        "off by a factor of two",
+        "d/dx x**2 = 2x; a central difference divides by 2 * eps.",
+        _scale_is(lambda ev: (2.0, 0.5), "a factor of 2"), ("01_backprop",)),
+]
+
+BY_NAME: dict[str, Misconception] = {m.name: m for m in CATALOGUE}
+
+
+def diagnose(ev: Evidence) -> Optional[tuple[Misconception, str]]:
+    """The first catalogued misconception that explains ``ev``, with its detail."""
+    for m in CATALOGUE:
+        try:
+            detail = m.detector(ev)
+        except Exception:  # a detector must never hide the real failure
+            detail = None
+        if detail:
+            return m, detail
+    return None

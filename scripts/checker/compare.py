@@ -1,0 +1,202 @@
+"""Compare a student's value with a trusted reference and explain any mismatch.
+
+The failure message follows the course's check contract: which quantity, the
+expected and received shapes and dtypes, max absolute and relative error, the
+tolerance, and, when recognised, the misconception with its fix and its
+TROUBLESHOOTING.md anchor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from .catalogue import Evidence, diagnose
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Pass when every |received - expected| <= atol + rtol * |expected|."""
+
+    atol: float = 1e-10
+    rtol: float = 1e-7
+
+    def __str__(self) -> str:
+        return f"atol={self.atol:.0e}, rtol={self.rtol:.0e}"
+
+
+#: float64 gradients against float64 autograd differ by rounding only.
+GRADIENT_TOL = Tolerance(atol=1e-10, rtol=1e-7)
+
+
+@dataclass
+class Match:
+    """Closeness of one passing comparison."""
+
+    quantity: str
+    shape: tuple
+    max_abs: float
+    max_rel: float
+
+
+class CheckFailure(AssertionError):
+    """A failed check. ``misconception`` is the catalogue name, if recognised."""
+
+    def __init__(self, message: str, misconception: Optional[str] = None):
+        super().__init__(message)
+        self.misconception = misconception
+
+
+def describe_type(value) -> str:
+    t = type(value)
+    module = t.__module__.split(".")[0]
+    return t.__name__ if module == "builtins" else f"{module}.{t.__name__}"
+
+
+_SCALARS = (float, int, np.floating, np.integer)
+
+
+def to_float_array(value) -> Optional[np.ndarray]:
+    """A private float64 copy of a numeric value, or None if it is not one.
+
+    Only plain numpy arrays (not subclasses, which can override comparisons)
+    and plain Python or numpy scalars are accepted; anything else, torch
+    tensors included, is reported rather than converted through its own,
+    possibly lying, hooks.
+    """
+    t = type(value)
+    if t is np.ndarray:
+        return np.array(value, dtype=np.float64, copy=True) if value.dtype.kind in "fiub" else None
+    if t in (float, int) or (t.__module__ == "numpy" and isinstance(value, _SCALARS)):
+        return np.array(float(value), dtype=np.float64)
+    return None
+
+
+def _dtype_of(value) -> str:
+    if type(value) is np.ndarray:
+        return str(value.dtype)
+    dtype = getattr(value, "dtype", None)
+    return str(dtype) if dtype is not None else describe_type(value)
+
+
+def _shape_of(value):
+    if type(value) is np.ndarray:
+        return value.shape
+    if isinstance(value, _SCALARS):
+        return ()
+    shape = getattr(value, "shape", None)
+    try:
+        return tuple(shape)
+    except TypeError:
+        return "n/a"
+
+
+def compare(
+    quantity: str,
+    received,
+    expected,
+    *,
+    tol: Tolerance = GRADIENT_TOL,
+    reference: str = "PyTorch autograd",
+    variants: Optional[Mapping[str, np.ndarray]] = None,
+    mean_count: Optional[int] = None,
+    warnings: Sequence[str] = (),
+    mutated_inputs: Sequence[str] = (),
+    require_float64: bool = True,
+) -> Match:
+    """Check ``received`` against ``expected``; raise :class:`CheckFailure` if they differ.
+
+    Parameters
+    ----------
+    quantity : str
+        Name shown to the student, e.g. ``"dL/dW1"``.
+    received : any
+        What the student's code returned (untrusted).
+    expected : array_like
+        Trusted reference value.
+    tol : Tolerance
+    reference : str
+        Where ``expected`` came from, for the message.
+    variants : mapping, optional
+        Misconception name -> what that mistake would produce here.
+    mean_count : int, optional
+        Count divided by in a mean reduction (for batch-size detection).
+    warnings : sequence of str
+        RuntimeWarnings seen while the student's code ran. An overflow or
+        invalid-value warning fails the check even if the numbers agree.
+    mutated_inputs : sequence of str
+        Inputs the student's code modified in place; fails the check.
+    require_float64 : bool, default True
+        Fail float32 or integer results (gradient checks run in float64).
+
+    Returns
+    -------
+    Match
+    """
+    expected = np.array(expected, dtype=np.float64, copy=True)
+    got = to_float_array(received)
+    ev = Evidence(
+        quantity=quantity, received=got, received_type=describe_type(received),
+        expected=expected, variants=dict(variants or {}), mean_count=mean_count,
+        warnings=tuple(warnings), mutated_inputs=tuple(mutated_inputs),
+    )
+
+    problem = None
+    max_abs = max_rel = float("nan")
+    if got is None:
+        problem = f"received a {ev.received_type}, expected a numpy array (or a float for a scalar)"
+    elif got.shape != expected.shape:
+        problem = "shapes differ"
+    else:
+        abs_err = np.abs(got - expected)
+        finite = np.isfinite(got)
+        max_abs = float(np.max(abs_err, initial=0.0)) if np.all(finite) else float("inf")
+        rel = abs_err / np.maximum(np.abs(expected), 1e-300)
+        max_rel = float(np.max(rel, initial=0.0)) if np.all(finite) else float("inf")
+        within = np.all(finite) and bool(np.all(abs_err <= tol.atol + tol.rtol * np.abs(expected)))
+        if not within:
+            problem = "values differ"
+        elif require_float64 and type(received) is np.ndarray and received.dtype != np.float64:
+            problem = f"dtype is {received.dtype}; the check runs in float64"
+        elif ev.mutated_inputs:
+            problem = "the function modified its inputs"
+        elif any("overflow" in w or "invalid value" in w for w in ev.warnings):
+            problem = "numpy raised a warning while your code ran"
+
+    if problem is None:
+        return Match(quantity, expected.shape, max_abs, max_rel)
+
+    lines = [
+        f"{quantity} does not match {reference}: {problem}.",
+        f"  expected: shape {expected.shape}, float64",
+        f"  received: shape {_shape_of(received)}, {_dtype_of(received)}",
+    ]
+    if np.isfinite(max_abs) or max_abs == float("inf"):
+        lines.append(f"  max abs error: {max_abs:.3g}, max rel error: {max_rel:.3g} (tolerance {tol})")
+    else:
+        lines.append(f"  max abs error: not computable ({problem}) (tolerance {tol})")
+    found = diagnose(ev)
+    name = None
+    if found:
+        m, detail = found
+        name = m.name
+        lines += [
+            f"  Likely misconception [{m.name}]: {m.title} ({detail}).",
+            f"  Fix: {m.fix}",
+            f"  Read: {m.anchor}",
+        ]
+    else:
+        lines.append("  No known misconception matches; compare your shapes and formulas step by step "
+                     "(TROUBLESHOOTING.md#reading-a-failed-check).")
+    raise CheckFailure("\n".join(lines), name)
+
+
+def summarise(exercise: str, matches: Sequence[Match], reference: str, tol: Tolerance, n_cases: int) -> str:
+    """The one line printed when a whole check passes."""
+    names = ", ".join(dict.fromkeys(m.quantity for m in matches))
+    worst = max((m.max_abs for m in matches), default=0.0)
+    cases = f"{n_cases} case{'s' if n_cases != 1 else ''}"
+    return (f"\u2713 {exercise}: {names} match {reference} on {cases} "
+            f"(max abs error {worst:.1e}, tolerance {tol})")

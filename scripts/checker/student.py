@@ -1,0 +1,93 @@
+"""Run a student's function: copy its inputs, catch its errors and warnings.
+
+Everything a check learns from a call is collected in a :class:`Call`, so the
+comparison can mention warnings and in-place edits, and a crash becomes a
+check failure with a readable message instead of a bare traceback.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .compare import CheckFailure
+
+
+@dataclass
+class Call:
+    """Outcome of one call to a student's function."""
+
+    result: Any
+    warnings: list = field(default_factory=list)
+    mutated_inputs: list = field(default_factory=list)
+
+
+_CHECKER_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _where(exc: BaseException) -> str:
+    """' (line N: source)' of the innermost frame outside the checker, if any."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if not os.path.abspath(f.filename).startswith(_CHECKER_DIR)]
+    if not frames or not frames[-1].line:
+        return ""
+    return f" (line {frames[-1].lineno}: {frames[-1].line.strip()})"
+
+
+def call_student(fn, name: str, **inputs) -> Call:
+    """Call ``fn(**inputs)`` on private copies of the inputs.
+
+    Parameters
+    ----------
+    fn : callable
+        The student's function.
+    name : str
+        Its name, for messages.
+    **inputs
+        Keyword arguments; arrays are copied so the student cannot change the
+        check's own data, and are compared afterwards to report in-place edits.
+
+    Raises
+    ------
+    CheckFailure
+        If ``fn`` is not callable or raises an ``Exception``.
+    """
+    if not callable(fn):
+        raise CheckFailure(f"{name} is not a function (got {type(fn).__name__}); "
+                           f"run the cell that defines it first.")
+    # Deep copies: nothing the student does to its arguments reaches the check's own data.
+    copies = {k: (v if callable(v) else copy.deepcopy(v)) for k, v in inputs.items()}
+    originals = {k: v.copy() for k, v in copies.items() if isinstance(v, np.ndarray)}
+    with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn", divide="warn"):
+        warnings.simplefilter("always")
+        try:
+            result = fn(**copies)
+        except NotImplementedError:
+            raise CheckFailure(
+                f"{name} is not implemented yet: replace `raise NotImplementedError()` "
+                f"with your code, then run that cell and this one again.", "not-implemented") from None
+        except Exception as exc:  # the student's bug becomes a readable failure
+            raise CheckFailure(
+                f"{name} raised {type(exc).__name__}: {exc}{_where(exc)}\n"
+                f"  Inputs: " + ", ".join(
+                    f"{k} shape {v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}"
+                    for k, v in inputs.items()), "raised-exception") from None
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    mutated = [k for k, v in originals.items()
+               if copies[k].shape != v.shape or not np.array_equal(copies[k], v, equal_nan=True)]
+    return Call(result, messages, mutated)
+
+
+def unpack(result, name: str, fields: tuple[str, ...]):
+    """Check that a function returned a tuple of ``len(fields)`` items and return it."""
+    if not isinstance(result, (tuple, list)) or len(result) != len(fields):
+        got = f"a {type(result).__name__}" + (f" of length {len(result)}" if isinstance(result, (tuple, list)) else "")
+        raise CheckFailure(f"{name} must return a tuple ({', '.join(fields)}); it returned {got}.",
+                           "wrong-return-type")
+    return tuple(result)

@@ -1,0 +1,1 @@
+"""Course tooling: regenerate the student labs, render solutions for review."""
