@@ -41,8 +41,6 @@ class ExerciseCheck:
         self.matches.append(match)
         return match
 
-    def passed(self) -> str:
-        """Print and return the one-line success summary."""
-        line = summarise(self.exercise, self.matches, self.reference, self.tol, self.cases)
-        print(line)
-        return line
+    def passed(self) -> None:
+        """Print the one-line success summary (returns None so a notebook shows it once)."""
+        print(summarise(self.exercise, self.matches, self.reference, self.tol, self.cases))
