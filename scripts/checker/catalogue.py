@@ -190,7 +190,8 @@ def _transposed(ev: Evidence) -> Optional[str]:
 
 
 def _not_summed(ev: Evidence) -> Optional[str]:
-    if not _usable(ev) or ev.received.ndim != ev.expected.ndim + 1:
+    # A leading axis of length 1 is a keepdims slip, not an unsummed batch.
+    if not _usable(ev) or ev.received.ndim != ev.expected.ndim + 1 or ev.received.shape[0] < 2:
         return None
     if ev.received.shape[1:] == ev.expected.shape and _close(ev.received.sum(axis=0), ev.expected):
         return (f"received shape {ev.received.shape} keeps the batch axis; "

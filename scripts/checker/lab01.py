@@ -46,17 +46,27 @@ DYING_CASE = dict(x=2.0, w1=0.5, w2=-0.3, w3=0.8, target=1.0)
 FLOWING_CASE = dict(x=2.0, w1=0.5, w2=0.3, w3=0.8, target=1.0)
 
 
-def _chain_numpy(x, w1, w2, w3, target, gate):
-    """Backprop through the chain with a given ReLU derivative ``gate(z)`` (for variants)."""
+def _chain_numpy(x, w1, w2, w3, target, gate1, gate2):
+    """Backprop through the chain with given ReLU derivatives per layer (for variants)."""
     z1 = w1 * x
     h1 = max(z1, 0.0)
     z2 = w2 * h1
     h2 = max(z2, 0.0)
     y = w3 * h2
     dL_dy = y - target
-    dL_dz2 = dL_dy * w3 * gate(z2)
-    dL_dz1 = dL_dz2 * w2 * gate(z1)
+    dL_dz2 = dL_dy * w3 * gate2(z2)
+    dL_dz1 = dL_dz2 * w2 * gate1(z1)
     return 0.5 * (y - target) ** 2, dL_dz1 * x, dL_dz2 * h1, dL_dy * h2
+
+
+def _right_gate(z):
+    return float(z > 0)
+
+
+def _per_layer(wrong_gate, backprop, right_gate=_right_gate):
+    """What a wrong ReLU derivative produces in layer 1, layer 2, or both."""
+    return [backprop(wrong_gate, right_gate), backprop(right_gate, wrong_gate),
+            backprop(wrong_gate, wrong_gate)]
 
 
 def _chain_torch(x, w1, w2, w3, target):
@@ -75,13 +85,14 @@ def check_scalar_chain(scalar_chain, seed=None, n_random=0):
     ``n_random`` random cases.
     """
     check = ExerciseCheck("scalar_chain")
-    cases = [DYING_CASE, FLOWING_CASE]
+    # The flowing case first: there a wrong-side gate and an ignored gate differ.
+    cases = [FLOWING_CASE, DYING_CASE]
     if seed is not None:
         rng = np.random.default_rng(seed)
         for _ in range(n_random):
             v = rng.normal(0.0, 1.0, size=5) + np.array([1.0, 0.5, 0.0, 0.0, 0.0])
             cases.append(dict(x=float(v[0]), w1=float(v[1]), w2=float(v[2]), w3=float(v[3]), target=float(v[4])))
-    gates = {
+    wrong_gates = {
         "grad-wrt-activation-output": lambda z: 1.0,
         "relu-derivative-wrong-side": lambda z: float(z < 0),
     }
@@ -90,10 +101,11 @@ def check_scalar_chain(scalar_chain, seed=None, n_random=0):
         call = call_student(scalar_chain, "scalar_chain", **case)
         got = unpack(call.result, "scalar_chain", ("loss", "dL_dw1", "dL_dw2", "dL_dw3"))
         expected = _chain_torch(**case)
-        wrong = {k: _chain_numpy(**case, gate=g) for k, g in gates.items()}
+        wrong = {k: _per_layer(g, lambda g1, g2: _chain_numpy(**case, gate1=g1, gate2=g2))
+                 for k, g in wrong_gates.items()}
         for i, name in enumerate(names):
             check.compare(name, got[i], expected[i], call, case=f"case w2={case['w2']:.3g}",
-                          variants={k: v[i] for k, v in wrong.items()})
+                          variants={k: [v[i] for v in vs] for k, vs in wrong.items()})
         check.cases += 1
     return check.passed()
 
@@ -270,8 +282,8 @@ def make_mlp_params(seed, sizes):
     return params
 
 
-def _mlp_numpy(params, X, labels, gate):
-    """Trusted backward pass with a configurable ReLU derivative (for variants)."""
+def _mlp_numpy(params, X, labels, gate1, gate2):
+    """Trusted backward pass with configurable ReLU derivatives per layer (for variants)."""
     Z1 = X @ params["W1"] + params["b1"]
     H1 = np.maximum(Z1, 0)
     Z2 = H1 @ params["W2"] + params["b2"]
@@ -279,10 +291,14 @@ def _mlp_numpy(params, X, labels, gate):
     logits = H2 @ params["W3"] + params["b3"]
     n = X.shape[0]
     dZ3 = (softmax(logits, axis=1) - one_hot(labels, logits.shape[1])) / n
-    dZ2 = (dZ3 @ params["W3"].T) * gate(Z2)
-    dZ1 = (dZ2 @ params["W2"].T) * gate(Z1)
+    dZ2 = (dZ3 @ params["W3"].T) * gate2(Z2)
+    dZ1 = (dZ2 @ params["W2"].T) * gate1(Z1)
     return {"W3": H2.T @ dZ3, "b3": dZ3.sum(0), "W2": H1.T @ dZ2, "b2": dZ2.sum(0),
             "W1": X.T @ dZ1, "b1": dZ1.sum(0)}
+
+
+def _relu_mask(z):
+    return (z > 0) * 1.0
 
 
 def check_mlp(mlp_forward, mlp_backward, seed=0, sizes=(2, 5, 4, 3), n_samples=6):
@@ -313,13 +329,15 @@ def check_mlp(mlp_forward, mlp_backward, seed=0, sizes=(2, 5, 4, 3), n_samples=6
         missing = sorted(set(PARAM_NAMES) - set(grads)) if isinstance(grads, dict) else PARAM_NAMES
         raise CheckFailure(f"mlp_backward must return a dict with keys {', '.join(PARAM_NAMES)}; "
                            f"missing: {', '.join(missing)}.", "wrong-return-type")
-    wrong = {
-        "grad-wrt-activation-output": _mlp_numpy(params, X, labels, lambda z: 1.0),
-        "relu-derivative-wrong-side": _mlp_numpy(params, X, labels, lambda z: (z <= 0) * 1.0),
+    wrong_gates = {
+        "grad-wrt-activation-output": lambda z: 1.0,
+        "relu-derivative-wrong-side": lambda z: (z <= 0) * 1.0,
     }
+    backprop = lambda g1, g2: _mlp_numpy(params, X, labels, g1, g2)  # noqa: E731
+    wrong = {k: _per_layer(g, backprop, _relu_mask) for k, g in wrong_gates.items()}
     for name in PARAM_NAMES:
         check.compare(f"dL/d{name}", grads[name], leaves[name].grad.numpy(), call, mean_count=n_samples,
-                      variants={k: v[name] for k, v in wrong.items()})
+                      variants={k: [v[name] for v in vs] for k, vs in wrong.items()})
     check.cases = 1
     return check.passed()
 
