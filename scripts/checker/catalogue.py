@@ -58,6 +58,7 @@ class Evidence:
     received: Optional[np.ndarray]
     received_type: str
     expected: np.ndarray
+    received_dtype: str = ""
     variants: Mapping[str, np.ndarray] = field(default_factory=dict)
     mean_count: Optional[int] = None
     warnings: Sequence[str] = ()
@@ -208,6 +209,12 @@ def _reshaped(ev: Evidence) -> Optional[str]:
     return None
 
 
+def _wrong_dtype(ev: Evidence) -> Optional[str]:
+    if ev.received_dtype and ev.received_dtype != "float64" and _usable(ev) and _close(ev.received, ev.expected):
+        return f"the values are right but the dtype is {ev.received_dtype}"
+    return None
+
+
 def _scale_is(targets, label):
     def detect(ev: Evidence) -> Optional[str]:
         c = _scale_factor(ev)
@@ -299,6 +306,11 @@ CATALOGUE: list[Misconception] = [
         "right values in the wrong shape (an extra or missing axis)",
         "Return the shape the docstring gives: drop keepdims=True, or reshape/squeeze the result.",
         _reshaped, ("01_backprop",)),
+    Misconception(
+        "wrong-dtype",
+        "right values in the wrong dtype (bool, int or float32)",
+        "Return float64: convert masks with .astype(np.float64) and keep the inputs' float64 precision.",
+        _wrong_dtype, ("01_backprop",)),
     Misconception(
         "sign-flipped",
         "sign flipped",

@@ -139,6 +139,7 @@ def compare(
     got = to_float_array(received)
     ev = Evidence(
         quantity=quantity, received=got, received_type=describe_type(received),
+        received_dtype=str(received.dtype) if type(received) is np.ndarray else "",
         expected=expected, variants=dict(variants or {}), mean_count=mean_count,
         warnings=tuple(warnings), mutated_inputs=tuple(mutated_inputs),
     )

@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.utils import compute_checksum
 
-from .paths import LABS, ROOT, SOLUTIONS, lab_ids, lab_notebook
+from .paths import LABS, ROOT, SOLUTIONS, lab_ids, lab_notebook, tool_env
 
 
 def generate(lab: str, dest_labs: Path) -> Path:
@@ -38,7 +38,7 @@ def generate(lab: str, dest_labs: Path) -> Path:
         shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
         cmd = [sys.executable, "-m", "nbgrader", "generate_assignment", lab, "--force", "--no-db",
                "--log-level=WARN"]
-        proc = subprocess.run(cmd, cwd=course, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=course, capture_output=True, text=True, env=tool_env())
         generated = course / "labs" / lab / f"{lab}.ipynb"
         if proc.returncode != 0 or not generated.is_file():
             raise RuntimeError(f"nbgrader generate_assignment {lab} failed:\n{proc.stdout}\n{proc.stderr}")

@@ -21,3 +21,17 @@ def solution_notebook(lab: str) -> Path:
 
 def lab_notebook(lab: str, labs_dir: Path = LABS) -> Path:
     return labs_dir / lab / f"{lab}.ipynb"
+
+
+def tool_env() -> dict[str, str]:
+    """os.environ with this interpreter's bin/ first on PATH.
+
+    nbgrader shells out to helpers such as ``alembic`` by name; a venv's python
+    run without activating the venv would not find them.
+    """
+    import os
+    import sys
+
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env

@@ -9,43 +9,23 @@ from __future__ import annotations
 
 import re
 
-import numpy as np
 import nbformat
+import numpy as np
 import pytest
 import torch
 
 from checker import BY_NAME, CATALOGUE, CheckFailure, Tolerance, compare
 from coursetools.paths import lab_ids, lab_notebook, solution_notebook
 from fixtures.mistakes import MISTAKES
-from fixtures.notebooks import cells_by_id, nbgrader_meta, python_source, solution_sources
+from fixtures.notebooks import cells_by_id, grade_cells, lab_namespace, solution_sources
 
 LABS = lab_ids()
 
 
-def _namespace(lab: str, sources: dict[str, str]) -> dict:
-    """Run the lab's locked setup cells and the given exercise cells, in notebook order."""
-    nb = nbformat.read(solution_notebook(lab), as_version=4)
-    ns: dict = {"__name__": f"lab_{lab}"}
-    for cell in nb.cells:
-        meta = nbgrader_meta(cell)
-        if cell.cell_type != "code":
-            continue
-        if meta.get("solution"):
-            exec(compile(python_source(sources[meta["grade_id"]]), meta["grade_id"], "exec"), ns)
-        elif meta.get("locked") and not meta.get("grade"):
-            exec(compile(python_source(cell.source), meta["grade_id"], "exec"), ns)
-    return ns
-
-
-def _grade_cells(lab: str) -> dict[str, str]:
-    """Grade cells with their hidden tests, as the autograder runs them."""
-    return cells_by_id(nbformat.read(solution_notebook(lab), as_version=4), "grade")
-
-
 @pytest.mark.parametrize("lab", LABS)
 def test_solution_passes_every_check(lab, capsys):
-    ns = _namespace(lab, solution_sources(lab))
-    for gid, source in _grade_cells(lab).items():
+    ns = lab_namespace(lab, solution_sources(lab))
+    for gid, source in grade_cells(lab).items():
         exec(compile(source, gid, "exec"), ns)
         printed = capsys.readouterr().out
         assert printed.count("\u2713") >= 1, f"{gid} printed no success line: {printed!r}"
@@ -55,8 +35,8 @@ def test_solution_passes_every_check(lab, capsys):
 @pytest.mark.parametrize("lab", LABS)
 def test_stub_fails_every_check_as_not_implemented(lab):
     stub = cells_by_id(nbformat.read(lab_notebook(lab), as_version=4), "solution")
-    ns = _namespace(lab, stub)
-    for gid, source in _grade_cells(lab).items():
+    ns = lab_namespace(lab, stub)
+    for gid, source in grade_cells(lab).items():
         with pytest.raises(CheckFailure) as failure:
             exec(compile(source, gid, "exec"), ns)
         assert failure.value.misconception == "not-implemented", (gid, str(failure.value))
@@ -68,9 +48,9 @@ CASES = [(lab, m) for lab, ms in MISTAKES.items() for m in ms]
 
 @pytest.mark.parametrize("lab,mistake", CASES, ids=[f"{lab}-{m.id}" for lab, m in CASES])
 def test_mistake_is_rejected_and_named(lab, mistake):
-    ns = _namespace(lab, solution_sources(lab, [mistake]))
+    ns = lab_namespace(lab, solution_sources(lab, [mistake]))
     with pytest.raises(CheckFailure) as failure:
-        exec(compile(_grade_cells(lab)[mistake.check], mistake.check, "exec"), ns)
+        exec(compile(grade_cells(lab)[mistake.check], mistake.check, "exec"), ns)
     message = str(failure.value)
     assert failure.value.misconception == mistake.misconception, message
     # The check contract: quantity, shapes, error, tolerance, misconception, fix, link.
@@ -84,10 +64,10 @@ def test_mistake_is_rejected_and_named(lab, mistake):
 @pytest.mark.parametrize("lab,mistake", CASES, ids=[f"{lab}-{m.id}" for lab, m in CASES])
 def test_mistake_leaves_other_checks_passing_in_their_own_exercise_only(lab, mistake):
     """A fixture must be a *small* edit: the edited exercise fails, independent earlier ones still pass."""
-    ns = _namespace(lab, solution_sources(lab, [mistake]))
-    order = list(_grade_cells(lab))
+    ns = lab_namespace(lab, solution_sources(lab, [mistake]))
+    order = list(grade_cells(lab))
     for gid in order[: order.index(mistake.check)]:
-        exec(compile(_grade_cells(lab)[gid], gid, "exec"), ns)
+        exec(compile(grade_cells(lab)[gid], gid, "exec"), ns)
 
 
 def test_every_catalogue_entry_is_provoked_by_a_fixture():
@@ -177,8 +157,8 @@ def test_values_that_are_not_plain_arrays_are_rejected(received):
 
 
 def test_float32_is_rejected_even_when_close():
-    msg = str(_failure(EXPECTED.astype(np.float32)))
-    assert "dtype is float32" in msg
+    failure = _failure(EXPECTED.astype(np.float32))
+    assert "dtype is float32" in str(failure) and failure.misconception == "wrong-dtype"
 
 
 def test_nan_and_overflow_warning_fail_with_overflow_misconception():

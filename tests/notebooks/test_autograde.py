@@ -1,0 +1,95 @@
+"""Fixture submissions graded by nbgrader's real autograde.
+
+Per lab: the solution earns full marks, the untouched stub earns zero, and every
+catalogued mistake loses its exercise's points with the misconception named in
+the autograded notebook and in the feedback HTML. Mistakes in independent
+exercises share a submission, which keeps the number of kernel runs small.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+
+from coursetools.paths import lab_ids, solution_notebook
+from fixtures.course import ScratchCourse
+from fixtures.mistakes import MISTAKES, Mistake
+from fixtures.notebooks import cells_by_id, run_checks, solution_sources, submission
+
+LABS = [lab for lab in lab_ids() if lab in MISTAKES]
+
+
+def group_mistakes(lab: str) -> list[list[Mistake]]:
+    """Pack mistakes into as few submissions as possible.
+
+    A mistake joins a group only if, run in-process with the group's other
+    mistakes, every member's check still fails naming its own misconception
+    (a broken helper in one exercise can otherwise mask another's diagnosis).
+    """
+    groups: list[list[Mistake]] = []
+    for m in MISTAKES[lab]:
+        for group in groups:
+            if any(o.cell == m.cell for o in group):
+                continue
+            outcome = run_checks(lab, solution_sources(lab, group + [m]))
+            if all(outcome[o.check] == o.misconception for o in group + [m]):
+                group.append(m)
+                break
+        else:
+            groups.append([m])
+    return groups
+
+
+@pytest.fixture(scope="module", params=LABS)
+def graded(request, tmp_path_factory):
+    """One scratch course per lab with every fixture submission autograded (shared by the tests below)."""
+    lab = request.param
+    course = ScratchCourse(tmp_path_factory.mktemp(f"course-{lab}"))
+    course.add_lab(lab)
+    course.submit("solution", lab, submission(lab))
+    course.submit("stub", lab, submission(lab, solved=False))
+    groups = group_mistakes(lab)
+    for i, group in enumerate(groups):
+        course.submit(f"mistakes{i}", lab, submission(lab, group))
+    course.autograde(lab)
+    return lab, course, groups
+
+
+def test_solution_scores_full_marks(graded):
+    lab, course, _ = graded
+    score, max_score = course.total(lab, "solution")
+    assert max_score > 0 and score == max_score
+
+
+def test_stub_scores_zero(graded):
+    lab, course, _ = graded
+    score, max_score = course.total(lab, "stub")
+    assert max_score > 0 and score == 0
+    grade_ids = cells_by_id(nbformat.read(solution_notebook(lab), as_version=4), "grade")
+    for gid in grade_ids:
+        assert "not implemented yet" in course.graded_output(lab, "stub", gid)
+
+
+def test_each_mistake_loses_its_points_and_is_named_in_feedback(graded):
+    lab, course, groups = graded
+    for i, group in enumerate(groups):
+        student = f"mistakes{i}"
+        scores = course.scores(lab, student)
+        feedback = course.feedback_html(lab, student)
+        for m in group:
+            score, max_score = scores[m.check]
+            assert score == 0 < max_score, f"{m.id}: scored {score}/{max_score}"
+            shown = course.graded_output(lab, student, m.check)
+            assert f"[{m.misconception}]" in shown, f"{m.id} not named:\n{shown}"
+            assert f"[{m.misconception}]" in feedback and f"#{m.misconception}" in feedback
+
+
+def test_autograde_agrees_with_the_checks_run_in_process(graded):
+    """Every grade cell of every submission: full points exactly where the check passes."""
+    lab, course, groups = graded
+    for student, group in [("solution", [])] + [(f"mistakes{i}", g) for i, g in enumerate(groups)]:
+        expected = run_checks(lab, solution_sources(lab, group))
+        scores = course.scores(lab, student)
+        for gid, failure in expected.items():
+            score, max_score = scores[gid]
+            assert score == (max_score if failure is None else 0), f"{student}/{gid}: {score}/{max_score}"

@@ -1,0 +1,72 @@
+"""labs/ is what nbgrader generates from solutions/ now, and every notebook is committed clean."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from coursetools.build_labs import differences, edited_cells
+from coursetools.paths import LABS, ROOT, SOLUTIONS, lab_ids, lab_notebook, solution_notebook, tool_env
+
+ALL_NOTEBOOKS = sorted(p for d in (LABS, SOLUTIONS) for p in d.glob("**/*.ipynb")
+                       if ".ipynb_checkpoints" not in p.parts)
+
+
+@pytest.mark.parametrize("lab", lab_ids())
+def test_lab_matches_fresh_nbgrader_generation(lab):
+    assert differences(lab) == [], "labs/ is out of sync with solutions/: run `make labs`"
+
+
+def test_every_solution_has_a_lab_and_no_stray_labs():
+    assert sorted(p.name for p in LABS.iterdir() if p.is_dir()) == lab_ids()
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=[str(p.relative_to(ROOT)) for p in ALL_NOTEBOOKS])
+def test_notebook_is_committed_clean(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs") == [], f"cell {i} has stored outputs"
+            assert cell.get("execution_count") is None, f"cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("lab", lab_ids())
+def test_released_lab_has_no_solutions_or_hidden_tests(lab):
+    text = lab_notebook(lab).read_text(encoding="utf-8")
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "seed=9301"):
+        assert marker not in text
+    assert edited_cells(lab_notebook(lab)) == []
+
+
+@pytest.mark.parametrize("lab", lab_ids())
+def test_solution_has_enough_graded_exercises_with_hidden_checks(lab):
+    nb = json.loads(solution_notebook(lab).read_text(encoding="utf-8"))
+    grade_cells = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
+    assert len(grade_cells) >= 6
+    for cell in grade_cells:
+        meta = cell["metadata"]["nbgrader"]
+        assert meta["locked"] and meta["points"] > 0, meta["grade_id"]
+        assert "### BEGIN HIDDEN TESTS" in "".join(cell["source"]), f"{meta['grade_id']} has no hidden checks"
+
+
+def _validate(*args) -> str:
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "validate", *args],
+                          cwd=ROOT, capture_output=True, text=True, env=tool_env())
+    return proc.stdout + proc.stderr
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("lab", lab_ids())
+def test_nbgrader_validate_passes_on_solution(lab):
+    out = _validate(str(solution_notebook(lab)))
+    assert "Success! Your notebook passes all the tests." in out, out
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("lab", lab_ids())
+def test_nbgrader_validate_invert_fails_every_grade_cell_of_the_stub(lab):
+    out = _validate("--invert", str(lab_notebook(lab)))
+    assert "Success! The notebook does not pass any tests." in out, out
