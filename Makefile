@@ -33,8 +33,10 @@ env: $(STAMP)
 lab: env
 	$(VENV)/bin/jupyter lab --notebook-dir=labs $(ROOT_FLAG) $(ARGS)
 
+# Unit, grading and repository tests under tests/, plus nbval executing every
+# solution notebook; each notebook's cells stay on one worker (see conftest.py).
 test: env
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup --nbval-lax --nbval-current-env tests solutions $(ARGS)
 
 labs: env
 	$(PY) -m coursetools.build_labs

@@ -81,7 +81,7 @@ def differences(lab: str) -> list[str]:
         return problems or ["notebook differs"]
 
 
-def main(argv=None) -> int:
+def main(argv=None, labs_dir: Path = LABS) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("labs", nargs="*", help="lab ids (default: all)")
     parser.add_argument("--check", action="store_true", help="only compare labs/ with a fresh generation")
@@ -95,20 +95,20 @@ def main(argv=None) -> int:
             print(f"{lab}: {'in sync' if not diff else 'OUT OF SYNC: ' + '; '.join(diff)}")
             status |= bool(diff)
             continue
-        current = lab_notebook(lab)
+        current = lab_notebook(lab, labs_dir)
         if current.is_file():
             edited = edited_cells(current)
             if edited and not args.force:
-                print(f"{lab}: skipped, {current.relative_to(ROOT)} has edited exercise cells "
+                print(f"{lab}: skipped, {current} has edited exercise cells "
                       f"({', '.join(edited)}); rerun with --force to back it up and regenerate.")
                 status = 1
                 continue
             if edited:
                 backup = current.with_name(current.name + time.strftime(".bak-%Y%m%d-%H%M%S"))
                 shutil.copy(current, backup)
-                print(f"{lab}: backed up the edited notebook to {backup.relative_to(ROOT)}")
-        generate(lab, LABS)
-        print(f"{lab}: regenerated {lab_notebook(lab).relative_to(ROOT)}")
+                print(f"{lab}: backed up the edited notebook to {backup}")
+        generate(lab, labs_dir)
+        print(f"{lab}: regenerated {lab_notebook(lab, labs_dir)}")
     return status
 
 
