@@ -234,15 +234,16 @@ def numerical_gradient(f: Callable[[np.ndarray], float], x, eps=1e-6):
     """
     x = np.array(x, dtype=np.float64)  # a private copy: the caller's x is untouched
     grad = np.zeros_like(x)
-    flat_x, flat_grad = x.reshape(-1), grad.reshape(-1)
-    for i in range(flat_x.size):
-        original = flat_x[i]
-        flat_x[i] = original + eps
+    # Index the array itself: a flat view would silently be a copy for
+    # non-C-ordered input (a transpose), and the perturbations would be lost.
+    for idx in np.ndindex(x.shape):
+        original = x[idx]
+        x[idx] = original + eps
         f_plus = float(f(x))
-        flat_x[i] = original - eps
+        x[idx] = original - eps
         f_minus = float(f(x))
-        flat_x[i] = original
-        flat_grad[i] = (f_plus - f_minus) / (2.0 * eps)
+        x[idx] = original
+        grad[idx] = (f_plus - f_minus) / (2.0 * eps)
     return grad
 
 
@@ -310,3 +311,29 @@ def xavier_init(n_in, n_out, rng, uniform=False):
         limit = np.sqrt(6.0 / (n_in + n_out))
         return rng.uniform(-limit, limit, size=(n_in, n_out))
     return rng.normal(0.0, np.sqrt(2.0 / (n_in + n_out)), size=(n_in, n_out))
+
+
+# ---------------------------------------------------------------------------
+# Lab 02 additions (append above the end marker; extend __all__ here too)
+# ---------------------------------------------------------------------------
+# -- end of lab 02 additions --
+
+# ---------------------------------------------------------------------------
+# Lab 03 additions (append above the end marker; extend __all__ here too)
+# ---------------------------------------------------------------------------
+# -- end of lab 03 additions --
+
+# ---------------------------------------------------------------------------
+# Lab 04 additions (append above the end marker; extend __all__ here too)
+# ---------------------------------------------------------------------------
+# -- end of lab 04 additions --
+
+# ---------------------------------------------------------------------------
+# Lab 05 additions (append above the end marker; extend __all__ here too)
+# ---------------------------------------------------------------------------
+# -- end of lab 05 additions --
+
+# ---------------------------------------------------------------------------
+# Lab 06 additions (append above the end marker; extend __all__ here too)
+# ---------------------------------------------------------------------------
+# -- end of lab 06 additions --

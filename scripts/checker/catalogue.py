@@ -272,6 +272,16 @@ CATALOGUE: list[Misconception] = [
         "one-sided (forward) difference instead of a central difference",
         "Use (f(x + eps) - f(x - eps)) / (2 * eps): its error is O(eps**2), not O(eps).",
         variant("forward-difference"), ("01_backprop",)),
+    # -- lab 02 entries (variants and lab-specific detectors) ---------------
+    # -- end of lab 02 entries --
+    # -- lab 03 entries (variants and lab-specific detectors) ---------------
+    # -- end of lab 03 entries --
+    # -- lab 04 entries (variants and lab-specific detectors) ---------------
+    # -- end of lab 04 entries --
+    # -- lab 05 entries (variants and lab-specific detectors) ---------------
+    # -- end of lab 05 entries --
+    # -- lab 06 entries (variants and lab-specific detectors) ---------------
+    # -- end of lab 06 entries --
     # -- failures that are not about the numbers ----------------------------
     Misconception(
         "torch-in-numpy-exercise",

@@ -91,3 +91,18 @@ def unpack(result, name: str, fields: tuple[str, ...]):
         raise CheckFailure(f"{name} must return a tuple ({', '.join(fields)}); it returned {got}.",
                            "wrong-return-type")
     return tuple(result)
+
+
+def student_attr(obj, attr: str, name: str = ""):
+    """Read an attribute of an object the student's code returned (e.g. an optimizer's ``params``).
+
+    Checks read student state only through this function and :func:`call_student`,
+    never by holding on to arrays they passed in: the grader runs student code in
+    another process, where both calls are forwarded and the values come back as data.
+    """
+    label = name or type(obj).__name__
+    try:
+        return copy.deepcopy(getattr(obj, attr))
+    except AttributeError:
+        raise CheckFailure(f"{label} has no attribute `{attr}`; keep the attribute names the docstring gives.",
+                           "wrong-return-type") from None
