@@ -19,6 +19,23 @@ import numpy as np
 from .compare import CheckFailure
 
 
+class RemoteValue:
+    """Base class of the grader's stand-ins for objects living in a sandbox process.
+
+    The grader (``coursetools.grading.remote``) subclasses it; :func:`call_student`
+    and :func:`student_attr` forward to these methods, so every check works both
+    in a notebook and against a sandboxed submission without change.
+    """
+
+    remote_type = "object"
+
+    def remote_call(self, name: str, inputs: dict) -> "Call":
+        raise NotImplementedError
+
+    def remote_getattr(self, attr: str, label: str):
+        raise NotImplementedError
+
+
 @dataclass
 class Call:
     """Outcome of one call to a student's function."""
@@ -58,6 +75,8 @@ def call_student(fn, name: str, **inputs) -> Call:
     CheckFailure
         If ``fn`` is not callable or raises an ``Exception``.
     """
+    if isinstance(fn, RemoteValue):
+        return fn.remote_call(name, inputs)
     if not callable(fn):
         raise CheckFailure(f"{name} is not a function (got {type(fn).__name__}); "
                            f"run the cell that defines it first.")
@@ -101,6 +120,8 @@ def student_attr(obj, attr: str, name: str = ""):
     another process, where both calls are forwarded and the values come back as data.
     """
     label = name or type(obj).__name__
+    if isinstance(obj, RemoteValue):
+        return obj.remote_getattr(attr, label)
     try:
         return copy.deepcopy(getattr(obj, attr))
     except AttributeError:

@@ -1,0 +1,122 @@
+"""Stand-ins, in the grader, for the functions and objects of a sandboxed submission."""
+
+from __future__ import annotations
+
+import builtins
+
+from checker.compare import CheckFailure
+from checker.student import Call, RemoteValue
+
+from . import wire
+from .sandbox import Sandbox, SandboxDied, SandboxTimeout
+
+
+class RemoteObject(RemoteValue):
+    """A student function, class, instance or method that lives in the sandbox.
+
+    ``target`` is ``{"name": ...}`` for a top-level name or a handle dict.
+    Calls go through :meth:`remote_call`; attributes through :meth:`remote_getattr`.
+    """
+
+    def __init__(self, sandbox: Sandbox, target: dict, type_name: str = "function"):
+        self._sandbox = sandbox
+        self._target = target
+        self.remote_type = type_name
+
+    # A check may also call a student function directly.
+    def __call__(self, **kwargs):
+        return self.remote_call(self._target.get("name", "student function"), kwargs).result
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        return self.remote_getattr(attr, self._target.get("name", self.remote_type))
+
+    def _encode(self, value):
+        def to_handle(obj):
+            if isinstance(obj, RemoteObject):
+                return {k: v for k, v in obj._target.items()} if "__handle__" in obj._target else \
+                    {"__handle__": -1}
+            if callable(obj):  # a grader-side function the student's code may call (e.g. f in f'(x))
+                return {"__func__": self._sandbox.register_callback(obj)}
+            raise wire.WireError(f"the grader cannot send a {type(obj).__name__}")
+        return wire.encode(value, to_handle)
+
+    def _decode(self, tree, arrays):
+        return wire.decode(tree, arrays, from_handle=lambda ref: RemoteObject(
+            self._sandbox, ref, ref.get("type", "object")))
+
+    def remote_call(self, name: str, inputs: dict) -> Call:
+        tree, arrays = self._encode(inputs)
+        try:
+            reply, reply_arrays = self._sandbox.request({"op": "call", "target": self._target, "kwargs": tree},
+                                                        arrays)
+        except SandboxTimeout as exc:
+            raise CheckFailure(f"{name} did not finish ({exc}): is there an endless loop?", "timeout") from None
+        except SandboxDied as exc:
+            raise CheckFailure(f"{name} ended the Python process running it ({exc}): "
+                               f"os._exit, a crash, or more memory than the limit.", "crashed") from None
+        status = reply.get("status")
+        if status == "not-implemented":
+            raise CheckFailure(f"{name} is not implemented yet: replace `raise NotImplementedError()` "
+                               f"with your code, then run that cell and this one again.", "not-implemented")
+        if status == "error":
+            kind, message = reply.get("type", "Exception"), reply.get("message", "")
+            if kind == "ImportError" and "numpy-only" in message:
+                raise CheckFailure(f"{name} imports PyTorch: {message}. Compute the result with numpy.",
+                                   "torch-in-numpy-exercise")
+            if kind == "PermissionError" and "not allowed while grading" in message:
+                raise CheckFailure(f"{name} did something grading does not allow: {message}.", "sandbox-violation")
+            raise CheckFailure(f"{name} raised {kind}: {message}{reply.get('where', '')}", "raised-exception")
+        if status != "ok":
+            raise CheckFailure(f"{name}: the grader got no usable answer ({reply}).", "raised-exception")
+        try:
+            result = self._decode(reply["result"], reply_arrays)
+        except wire.WireError as exc:
+            raise CheckFailure(f"{name} returned something that is not data: {exc}", "wrong-return-type") from None
+        return Call(result, list(reply.get("warnings", [])), list(reply.get("mutated", [])))
+
+    def remote_getattr(self, attr: str, label: str):
+        if "__handle__" not in self._target:
+            raise CheckFailure(f"{label} has no attribute `{attr}`.", "wrong-return-type")
+        try:
+            reply, arrays = self._sandbox.request({"op": "getattr", "target": self._target, "attr": attr})
+        except (SandboxTimeout, SandboxDied) as exc:
+            raise CheckFailure(f"reading {label}.{attr} failed: {exc}", "crashed") from None
+        if reply.get("missing"):
+            raise CheckFailure(f"{label} has no attribute `{attr}`; keep the attribute names the docstring gives.",
+                               "wrong-return-type")
+        if reply.get("status") == "error":
+            raise CheckFailure(f"reading {label}.{attr} raised {reply.get('type')}: {reply.get('message')}",
+                               "raised-exception")
+        return self._decode(reply["value"], arrays)
+
+
+class SubmissionNames(dict):
+    """The local namespace a trusted grade cell runs in.
+
+    Names the cell assigns stay here. Any other name is looked up in the
+    trusted globals first (so a submission cannot replace a check function or
+    a builtin), then fetched from the sandbox: functions and objects as
+    :class:`RemoteObject`, plain data as values.
+    """
+
+    def __init__(self, sandbox: Sandbox, names: dict[str, str], trusted: dict):
+        super().__init__()
+        self._sandbox, self._names, self._trusted = sandbox, names, trusted
+
+    def __missing__(self, key):
+        if key in self._trusted or hasattr(builtins, key) or key not in self._names:
+            raise KeyError(key)
+        if self._names[key] == "callable":
+            return RemoteObject(self._sandbox, {"name": key})
+        reply, arrays = self._sandbox.request({"op": "get", "name": key})
+        if reply.get("missing"):
+            raise KeyError(key)
+        return wire.decode(reply["value"], arrays, from_handle=lambda ref: RemoteObject(
+            self._sandbox, ref, ref.get("type", "object")))
+
+    def __getitem__(self, key):
+        if dict.__contains__(self, key):
+            return dict.__getitem__(self, key)
+        return self.__missing__(key)

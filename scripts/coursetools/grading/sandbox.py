@@ -1,0 +1,200 @@
+"""Parent side of the sandbox: start it with limits, talk to it, kill it on a timeout."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import wire
+from ..paths import ROOT
+
+
+class SandboxDied(RuntimeError):
+    """The sandbox process exited (os._exit, a crash, the memory limit)."""
+
+
+class SandboxTimeout(RuntimeError):
+    """The sandbox did not answer in time (an endless loop); it has been killed."""
+
+
+@dataclass
+class Limits:
+    """Resource limits of one sandbox process."""
+
+    memory_bytes: int = 3 * 2**30   # address space: numpy needs some head room
+    cpu_seconds: int = 600          # a backstop; wall-clock timeouts act first
+    file_bytes: int = 50 * 2**20    # largest file the submission may write in its folder
+    call_seconds: float = 60.0      # one function call or one cell
+    start_seconds: float = 60.0
+
+
+@dataclass
+class Isolation:
+    """What the sandbox hides: paths mounted over with an empty tmpfs, when the OS allows it."""
+
+    hide: list = field(default_factory=list)
+    readonly: list = field(default_factory=list)
+
+
+_CLONE_NEWNS = 0x00020000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
+    1, 2, 4, 32, 4096, 16384, 1 << 18)
+
+
+def _mount_isolation(isolation: Isolation) -> bool:
+    """In the child, before exec: private mount namespace, read-only course, secrets hidden, fresh /tmp."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
+        return False
+    for path in isolation.readonly:
+        p = os.fsencode(path)
+        libc.mount(p, p, None, _MS_BIND | _MS_REC, None)
+        libc.mount(None, p, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
+    for path in isolation.hide:
+        libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=000")
+    return libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") == 0
+
+
+def mount_isolation_available() -> bool:
+    """Whether this machine lets the grader give each sandbox a private mount namespace."""
+    probe = subprocess.run([sys.executable, "-c", "import sys; sys.exit(0)"],
+                           preexec_fn=lambda: os._exit(0 if _mount_isolation(Isolation()) else 3))
+    return probe.returncode == 0
+
+
+class Sandbox:
+    """One submission's code, running in its own process.
+
+    Parameters
+    ----------
+    numpy_only : bool
+        Refuse ``import torch`` (and other frameworks) in student code.
+    preload : list of str
+        Modules imported before the guard is installed.
+    isolation : Isolation or None
+        Mount isolation to apply; None for the audit hook alone.
+    """
+
+    def __init__(self, numpy_only: bool, preload=(), limits: Limits | None = None,
+                 isolation: Isolation | None = None, workdir: Path | None = None):
+        self.limits = limits or Limits()
+        self.numpy_only = numpy_only
+        self.preload = list(preload)
+        self.isolation = isolation
+        self.workdir = workdir
+        self.proc = None
+        self.callbacks: dict[int, object] = {}
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        limits, isolation = self.limits, self.isolation
+
+        def preexec():
+            os.setsid()
+            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
+            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+            if isolation is not None and not _mount_isolation(isolation):
+                os._exit(70)
+
+        env = {
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
+            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "coursetools.grading.sandbox_main", str(to_child_r), str(from_child_w)],
+            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, env=env, cwd="/", preexec_fn=preexec)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        self.fd_out, self.fd_in = to_child_w, from_child_r
+        sandbox_dir = "/tmp/submission" if isolation is not None else str(self.workdir)
+        read_roots = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, str(ROOT / "scripts"),
+                             "/usr/lib", "/usr/share", "/usr/local/lib", "/etc", "/sys/devices/system/cpu"})
+        self._send({"sandbox_dir": sandbox_dir, "read_roots": read_roots, "numpy_only": self.numpy_only,
+                    "preload": self.preload})
+        header, _ = self._recv(self.limits.start_seconds)
+        if not header.get("ready"):
+            raise SandboxDied("the sandbox did not start")
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        for fd in (self.fd_out, self.fd_in):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self.proc.wait()
+        self.proc = None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- messages --------------------------------------------------------
+    def _send(self, header: dict, arrays=()) -> None:
+        try:
+            wire.write_frame(self.fd_out, wire.pack(header, arrays))
+        except (BrokenPipeError, OSError) as exc:
+            raise SandboxDied(f"the sandbox process is gone ({exc})") from None
+
+    def _recv(self, timeout: float):
+        deadline = time.monotonic() + timeout
+
+        def wait():
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self.fd_in], [], [], left)[0]:
+                self.close()
+                raise SandboxTimeout(f"no answer within {timeout:.0f} s")
+
+        try:
+            return wire.unpack(wire.read_frame(self.fd_in, wait))
+        except EOFError:
+            code = self.proc.wait() if self.proc else None
+            self.close()
+            raise SandboxDied(f"the sandbox process exited (code {code})") from None
+
+    def request(self, header: dict, arrays=()):
+        """Send one request and wait for its answer, serving callbacks meanwhile."""
+        self._send(header, arrays)
+        while True:
+            reply, reply_arrays = self._recv(self.limits.call_seconds)
+            if reply.get("op") != "callback":
+                return reply, reply_arrays
+            self._serve_callback(reply, reply_arrays)
+
+    def _serve_callback(self, msg, arrays) -> None:
+        fn = self.callbacks.get(int(msg["func"]))
+        try:
+            args = wire.decode(msg["args"], arrays)
+            tree, out = wire.encode(fn(*args))
+            self._send({"result": tree}, out)
+        except Exception as exc:
+            self._send({"error": f"{type(exc).__name__}: {exc}"})
+
+    def register_callback(self, fn) -> int:
+        fid = len(self.callbacks) + 1
+        self.callbacks[fid] = fn
+        return fid

@@ -1,0 +1,310 @@
+"""The sandbox process: runs one submission's code and answers calls with data.
+
+Started by :class:`coursetools.grading.sandbox.Sandbox` as
+``python -m coursetools.grading.sandbox_main FD_IN FD_OUT``. Before any student
+code runs it installs an audit hook (PEP 578; it cannot be removed) that
+
+* allows reads only of the Python installation, the course's shared modules
+  and the sandbox folder, and writes only inside the sandbox folder;
+* refuses subprocesses, signals to other processes, sockets, ctypes foreign
+  calls, raising resource limits, and (for numpy-only labs) importing torch.
+
+The course's ``checker`` package is replaced by inert stubs here: checks run in
+the grader, never next to the code they judge.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.abc
+import importlib.machinery
+import io
+import os
+import sys
+import traceback
+import types
+import warnings
+
+CELL_PREFIX = "<cell "
+
+
+class CappedText(io.TextIOBase):
+    """A text sink that keeps the first ``cap`` characters and counts the rest."""
+
+    def __init__(self, cap=20_000):
+        self.cap, self.parts, self.kept, self.dropped = cap, [], 0, 0
+
+    def writable(self):
+        return True
+
+    def write(self, s):
+        s = str(s)
+        room = self.cap - self.kept
+        if room > 0:
+            self.parts.append(s[:room])
+            self.kept += min(len(s), room)
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def text(self):
+        tail = f"\n... [{self.dropped} more characters of output not kept]" if self.dropped else ""
+        return "".join(self.parts) + tail
+
+
+class _StubChecker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Serves ``checker`` and ``checker.*`` as modules of inert functions."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "checker" or name.startswith("checker."):
+            return importlib.machinery.ModuleSpec(name, self, is_package=True)
+        return None
+
+    def create_module(self, spec):
+        module = types.ModuleType(spec.name)
+        module.__path__ = []
+
+        def __getattr__(attr):
+            if attr.startswith("__"):
+                raise AttributeError(attr)
+
+            def inert(*args, **kwargs):
+                print(f"[{attr}: the grader runs this check outside your code]")
+            return inert
+
+        module.__getattr__ = __getattr__
+        return module
+
+    def exec_module(self, module):
+        pass
+
+
+def install_guard(sandbox_dir: str, read_roots: list[str], numpy_only: bool) -> None:
+    """Install the audit hook. After this, the process can only do what grading needs."""
+    realpath, sep = os.path.realpath, os.sep
+    sandbox = realpath(sandbox_dir)
+    readable = tuple(realpath(r) for r in read_roots) + (sandbox, "/proc/self", "/dev/null", "/dev/urandom")
+    blocked_imports = ("torch", "jax", "tensorflow", "cffi") if numpy_only else ("cffi",)
+    denied = {
+        "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
+        "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "socket.connect", "socket.bind",
+        "socket.sendto", "socket.sendmsg", "resource.setrlimit", "resource.prlimit", "builtins.input",
+        "webbrowser.open", "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
+        "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at", "os.setuid", "os.chroot",
+    }
+    writes = {
+        "os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.chown", "os.link", "os.symlink",
+        "os.truncate", "os.utime", "shutil.rmtree", "shutil.move", "shutil.copyfile", "shutil.copymode",
+        "shutil.copystat", "os.setxattr", "os.removexattr", "os.chflags",
+    }
+    reads = {"os.listdir", "os.scandir", "glob.glob", "os.chdir", "os.listxattr", "os.getxattr"}
+    busy = [False]
+
+    def inside(path, bases):
+        if isinstance(path, int) or path is None:
+            return True  # an already-open file descriptor
+        if isinstance(path, bytes):
+            path = path.decode("utf-8", "replace")
+        p = realpath(os.fspath(path))
+        return any(p == b or p.startswith(b.rstrip(sep) + sep) for b in bases)
+
+    def refuse(what):
+        raise PermissionError(f"not allowed while grading: {what}")
+
+    def hook(event, args):
+        if busy[0]:
+            return
+        busy[0] = True
+        try:
+            if event == "open":
+                path, mode, flags = (tuple(args) + (None, None, None))[:3]
+                writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                    isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND))
+                if writing and not inside(path, (sandbox,)):
+                    refuse(f"writing {path!r}")
+                if not writing and not inside(path, readable):
+                    refuse(f"reading {path!r}")
+            elif event == "import":
+                name = args[0] or ""
+                if any(name == b or name.startswith(b + ".") for b in blocked_imports):
+                    raise ImportError(f"{name} is not available here: this lab's exercises are numpy-only")
+            elif event in denied:
+                refuse(event)
+            elif event in writes:
+                for a in args:
+                    if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, (sandbox,)):
+                        refuse(f"{event} on {a!r}")
+            elif event in reads:
+                for a in args[:1]:
+                    if isinstance(a, (str, bytes, os.PathLike)) and not inside(a, readable):
+                        refuse(f"{event} on {a!r}")
+        finally:
+            busy[0] = False
+
+    sys.addaudithook(hook)
+
+
+class Runner:
+    """Holds the submission's namespace and the objects handed out as handles."""
+
+    def __init__(self, wire, send, recv):
+        self.wire, self.send, self.recv = wire, send, recv
+        self.ns: dict = {"__name__": "__main__"}
+        self.handles: dict[int, object] = {}
+
+    # -- handles ---------------------------------------------------------
+    def to_handle(self, obj):
+        hid = len(self.handles) + 1
+        self.handles[hid] = obj
+        t = type(obj)
+        module = t.__module__.split(".")[0]
+        type_name = t.__name__ if module == "builtins" else f"{module}.{t.__name__}"
+        return {"__handle__": hid, "type": type_name, "callable": callable(obj)}
+
+    def from_handle(self, ref):
+        return self.handles[int(ref["__handle__"])]
+
+    def callback(self, fid):
+        """A stand-in for a grader-side function: each call is a round trip to the grader."""
+
+        def call_grader(*args):
+            tree, arrays = self.wire.encode(list(args))
+            self.send({"op": "callback", "func": fid, "args": tree}, arrays)
+            header, arrays = self.recv()
+            if header.get("error"):
+                raise RuntimeError(header["error"])
+            return self.wire.decode(header["result"], arrays)
+
+        return call_grader
+
+    def encode(self, value):
+        return self.wire.encode(value, self.to_handle)
+
+    # -- operations ------------------------------------------------------
+    def op_exec(self, msg, arrays):
+        out = CappedText()
+        old = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = out
+        error = None
+        try:
+            exec(compile(msg["source"], f"{CELL_PREFIX}{msg['cell']}>", "exec"), self.ns)
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt included: the cell failed
+            error = f"{type(exc).__name__}: {exc}{where(exc)}"
+        finally:
+            sys.stdout, sys.stderr = old
+        return {"ok": error is None, "error": error, "output": out.text()}, []
+
+    def op_names(self, msg, arrays):
+        kinds = {}
+        for name, value in list(self.ns.items()):
+            if not name.startswith("__") and not isinstance(value, types.ModuleType):
+                kinds[name] = "callable" if callable(value) else "value"
+        return {"names": kinds}, []
+
+    def op_get(self, msg, arrays):
+        if msg["name"] not in self.ns:
+            return {"missing": True}, []
+        tree, out = self.encode(self.ns[msg["name"]])
+        return {"value": tree}, out
+
+    def op_getattr(self, msg, arrays):
+        obj = self.from_handle(msg["target"])
+        try:
+            value = copy.deepcopy(getattr(obj, msg["attr"]))
+        except AttributeError:
+            return {"missing": True}, []
+        except Exception:
+            value = getattr(obj, msg["attr"])
+        tree, out = self.encode(value)
+        return {"value": tree}, out
+
+    def op_call(self, msg, arrays):
+        import numpy as np
+
+        target = msg["target"]
+        fn = self.ns.get(target["name"]) if "name" in target else self.from_handle(target)
+        kwargs = self.wire.decode(msg["kwargs"], arrays, from_handle=self.from_handle,
+                                  from_func=self.callback)
+        originals = {k: v.copy() for k, v in kwargs.items() if type(v) is np.ndarray}
+        out = CappedText()
+        old = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = out
+        try:
+            with warnings.catch_warnings(record=True) as caught, \
+                    np.errstate(over="warn", invalid="warn", divide="warn"):
+                warnings.simplefilter("always")
+                result = fn(**kwargs)
+        except NotImplementedError:
+            return {"status": "not-implemented", "output": out.text()}, []
+        except BaseException as exc:
+            return {"status": "error", "type": type(exc).__name__, "message": str(exc)[:2000],
+                    "where": where(exc), "output": out.text()}, []
+        finally:
+            sys.stdout, sys.stderr = old
+        mutated = [k for k, v in originals.items()
+                   if kwargs[k].shape != v.shape or not np.array_equal(kwargs[k], v, equal_nan=True)]
+        messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        tree, out_arrays = self.encode(result)
+        return {"status": "ok", "result": tree, "warnings": messages[:20], "mutated": mutated,
+                "output": out.text()}, out_arrays
+
+
+def where(exc: BaseException) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(CELL_PREFIX)]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" (in {f.filename[len(CELL_PREFIX):-1]}, line {f.lineno})"
+
+
+def main() -> None:
+    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from coursetools.grading import wire  # noqa: E402  (after the environment is set)
+
+    def send(header, arrays=()):
+        wire.write_frame(fd_out, wire.pack(header, arrays))
+
+    def recv():
+        return wire.unpack(wire.read_frame(fd_in))
+
+    init, _ = recv()
+    sandbox_dir = init["sandbox_dir"]
+    os.makedirs(sandbox_dir, exist_ok=True)
+    os.chdir(sandbox_dir)
+    os.environ["HOME"] = os.environ["MPLCONFIGDIR"] = sandbox_dir
+    # Import what every lab uses before the guard, so the guard only has to allow reads.
+    import numpy  # noqa: F401
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot  # noqa: F401
+    import math_utils  # noqa: F401
+    for name in init.get("preload", []):
+        __import__(name)
+    sys.meta_path.insert(0, _StubChecker())
+    for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
+        del sys.modules[name]
+    install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
+    runner = Runner(wire, send, recv)
+    send({"ready": True})
+    ops = {"exec": runner.op_exec, "names": runner.op_names, "get": runner.op_get,
+           "getattr": runner.op_getattr, "call": runner.op_call}
+    while True:
+        try:
+            msg, arrays = recv()
+        except EOFError:
+            return
+        op = ops.get(msg.get("op"))
+        if op is None:
+            send({"error": "unknown op"})
+            continue
+        try:
+            header, out_arrays = op(msg, arrays)
+        except wire.WireError as exc:
+            header, out_arrays = {"status": "error", "type": "WireError", "message": str(exc), "where": ""}, []
+        except Exception as exc:  # a bug here must not hang the grader
+            header, out_arrays = {"status": "error", "type": type(exc).__name__, "message": str(exc), "where": ""}, []
+        send(header, out_arrays)
+
+
+if __name__ == "__main__":
+    main()

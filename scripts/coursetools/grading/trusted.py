@@ -1,0 +1,93 @@
+"""What the grader trusts about a lab: read from solutions/, never from a submission."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from ..paths import lab_notebook, solution_notebook
+
+
+def nbgrader_meta(cell) -> dict:
+    return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def strip_magics(source: str) -> str:
+    """Cell source without IPython magics and shell escapes (they are not Python)."""
+    return "\n".join(line for line in source.splitlines() if not line.lstrip().startswith(("%", "!")))
+
+
+@dataclass
+class GradeCell:
+    grade_id: str
+    source: str     # with hidden tests: it runs only in the grader
+    points: float
+
+
+@dataclass
+class TrustedLab:
+    """A lab's structure, from the instructor's notebook.
+
+    Attributes
+    ----------
+    setup_cells : list of (grade_id, source)
+        Locked code cells that are not grade cells, run before student code.
+    solution_ids : list of str
+        Exercise cells, in notebook order.
+    grade_cells : list of GradeCell
+    numpy_only : bool
+        From the lab's checker module (``NUMPY_ONLY``), default True.
+    """
+
+    lab: str
+    setup_cells: list = field(default_factory=list)
+    solution_ids: list = field(default_factory=list)
+    grade_cells: list = field(default_factory=list)
+    stub_sources: dict = field(default_factory=dict)
+    numpy_only: bool = True
+    _globals: dict | None = None
+
+    @classmethod
+    def load(cls, lab: str) -> "TrustedLab":
+        nb = nbformat.read(solution_notebook(lab), as_version=4)
+        stub = nbformat.read(lab_notebook(lab), as_version=4)
+        trusted = cls(lab)
+        for cell in nb.cells:
+            meta = nbgrader_meta(cell)
+            if cell.cell_type != "code" or not meta:
+                continue
+            if meta.get("grade") and not meta.get("solution"):
+                trusted.grade_cells.append(GradeCell(meta["grade_id"], cell.source, float(meta.get("points", 0))))
+            elif meta.get("solution"):
+                trusted.solution_ids.append(meta["grade_id"])
+            elif meta.get("locked"):
+                trusted.setup_cells.append((meta["grade_id"], cell.source))
+        trusted.stub_sources = {nbgrader_meta(c)["grade_id"]: c.source for c in stub.cells
+                                if nbgrader_meta(c).get("solution")}
+        module_name = f"checker.lab{lab[:2]}"
+        try:
+            trusted.numpy_only = bool(getattr(importlib.import_module(module_name), "NUMPY_ONLY", True))
+        except ImportError:
+            trusted.numpy_only = True
+        return trusted
+
+    @property
+    def max_score(self) -> float:
+        return sum(g.points for g in self.grade_cells)
+
+    def globals(self) -> dict:
+        """A fresh copy of the namespace the trusted setup cells create in the grader."""
+        if self._globals is None:
+            os.environ.setdefault("MPLBACKEND", "Agg")
+            ns: dict = {"__name__": f"grader_{self.lab}"}
+            with contextlib.redirect_stdout(io.StringIO()):
+                for gid, source in self.setup_cells:
+                    exec(compile(strip_magics(source), f"<setup {gid}>", "exec"), ns)
+            self._globals = ns
+        return dict(self._globals)

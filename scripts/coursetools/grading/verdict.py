@@ -1,0 +1,133 @@
+"""Grade one submission: student cells in the sandbox, trusted grade cells in the grader."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import traceback
+from dataclasses import asdict, dataclass, field
+
+from checker.compare import CheckFailure
+
+from .remote import SubmissionNames
+from .sandbox import Isolation, Limits, Sandbox, SandboxDied, SandboxTimeout
+from .trusted import TrustedLab, strip_magics
+
+OUTPUT_CAP = 20_000
+
+
+@dataclass
+class Verdict:
+    """The outcome of one grade cell for one submission."""
+
+    grade_id: str
+    points: float
+    max_points: float
+    passed: bool
+    message: str = ""        # the check's failure message, or its success line(s)
+    misconception: str = ""  # catalogue name when the check recognised one
+
+
+@dataclass
+class SubmissionResult:
+    student: str
+    lab: str
+    status: str = "graded"   # or "error"
+    reason: str = ""
+    verdicts: list = field(default_factory=list)
+    cell_outputs: dict = field(default_factory=dict)  # exercise grade_id -> text shown under it
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return d
+
+    @property
+    def score(self) -> float:
+        return sum(v["points"] if isinstance(v, dict) else v.points for v in self.verdicts)
+
+
+class SubmissionRunner:
+    """Keeps a sandbox with the submission's cells loaded, restarting it after a crash or timeout."""
+
+    def __init__(self, trusted: TrustedLab, sources: dict[str, str], limits: Limits,
+                 isolation: Isolation | None, workdir):
+        self.trusted, self.sources, self.limits = trusted, sources, limits
+        self.isolation, self.workdir = isolation, workdir
+        self.sandbox: Sandbox | None = None
+        self.names: dict = {}
+        self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
+        self.cell_outputs: dict[str, str] = {}
+
+    def ensure(self) -> Sandbox:
+        if self.sandbox is not None and self.sandbox.proc is not None:
+            return self.sandbox
+        self.sandbox = Sandbox(self.trusted.numpy_only, preload=[] if self.trusted.numpy_only else ["torch"],
+                               limits=self.limits, isolation=self.isolation, workdir=self.workdir)
+        self.sandbox.start()
+        cells = [(gid, src) for gid, src in self.trusted.setup_cells] + \
+                [(gid, self.sources.get(gid, "")) for gid in self.trusted.solution_ids]
+        for gid, source in cells:
+            if gid in self.bad_cells:
+                continue
+            try:
+                reply, _ = self.sandbox.request({"op": "exec", "cell": gid, "source": strip_magics(source)})
+            except (SandboxTimeout, SandboxDied) as exc:
+                self.bad_cells.add(gid)
+                self.cell_outputs[gid] = f"This cell did not finish: {exc}"
+                self.sandbox.close()
+                return self.ensure()
+            text = reply.get("output", "")
+            if not reply.get("ok"):
+                text += f"\n{reply.get('error')}"
+            if gid in self.trusted.solution_ids:
+                self.cell_outputs[gid] = text.strip()[:OUTPUT_CAP]
+        reply, _ = self.sandbox.request({"op": "names"})
+        self.names = reply.get("names", {})
+        return self.sandbox
+
+    def close(self):
+        if self.sandbox is not None:
+            self.sandbox.close()
+
+
+def _explain_missing(name: str, runner: SubmissionRunner) -> str:
+    failed = [f"{gid}: {out.splitlines()[-1]}" for gid, out in runner.cell_outputs.items()
+              if out and ("Error" in out.splitlines()[-1] or "did not finish" in out)]
+    hint = f" A cell of yours failed: {'; '.join(failed)}" if failed else " Run the cell that defines it."
+    return f"{name} is not defined.{hint}"
+
+
+def grade_submission(trusted: TrustedLab, student: str, sources: dict[str, str], limits: Limits | None = None,
+                     isolation: Isolation | None = None, workdir=None) -> SubmissionResult:
+    """Run every trusted grade cell of ``trusted`` against a submission's exercise sources."""
+    result = SubmissionResult(student, trusted.lab)
+    runner = SubmissionRunner(trusted, sources, limits or Limits(), isolation, workdir)
+    try:
+        for cell in trusted.grade_cells:
+            out = io.StringIO()
+            try:
+                sandbox = runner.ensure()
+                local = SubmissionNames(sandbox, runner.names, trusted.globals())
+                ns = trusted.globals()
+                with contextlib.redirect_stdout(out):
+                    exec(compile(cell.source, f"<grade {cell.grade_id}>", "exec"), ns, local)
+                verdict = Verdict(cell.grade_id, cell.points, cell.points, True, out.getvalue().strip())
+            except CheckFailure as failure:
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False, str(failure),
+                                  failure.misconception or "")
+            except NameError as exc:
+                name = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False, _explain_missing(name, runner),
+                                  "not-defined")
+            except (SandboxTimeout, SandboxDied) as exc:
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
+                                  f"Your code stopped the grader's process: {exc}", "crashed")
+            except Exception as exc:  # a failure inside the check on odd student data: no points, say why
+                last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
+                                  f"The check could not use what your code returned: {last}", "raised-exception")
+            result.verdicts.append(verdict)
+    finally:
+        runner.close()
+    result.cell_outputs = runner.cell_outputs
+    return result

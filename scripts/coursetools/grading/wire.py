@@ -1,0 +1,151 @@
+"""Values across the sandbox boundary: JSON for structure, npz (no pickle) for arrays.
+
+Only plain data crosses: None, bool, int, float, str, lists, tuples, dicts with
+string keys, plain numpy arrays of numeric or bool dtype, and numpy scalars.
+Anything else stays in the process that owns it and crosses as an opaque
+``{"__handle__": id, "type": name}`` reference.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import struct
+from typing import Any, Callable
+
+import numpy as np
+
+MAX_DEPTH = 32
+MAX_ITEMS = 100_000
+MAX_ARRAY_BYTES = 256 * 2**20
+
+
+class WireError(ValueError):
+    """A value could not be encoded or decoded within the limits."""
+
+
+def encode(value: Any, to_handle: Callable[[Any], dict] | None = None):
+    """(tree, arrays): a JSON-able tree and the list of arrays it references.
+
+    ``to_handle(obj)`` turns a non-data object into a handle dict; without it
+    such objects raise :class:`WireError`.
+    """
+    arrays: list[np.ndarray] = []
+    count = [0]
+    nbytes = [0]
+
+    def enc(v, depth):
+        count[0] += 1
+        if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
+            raise WireError("value too deeply nested or too large")
+        t = type(v)
+        if v is None or t is bool or t is str:
+            return v
+        if t is int:
+            return v if abs(v) < 2**53 else {"__bigint__": str(v)}
+        if t is float:
+            return v if math.isfinite(v) else {"__float__": repr(v)}
+        if t is np.ndarray and v.dtype.kind in "biuf":
+            nbytes[0] += v.nbytes
+            if nbytes[0] > MAX_ARRAY_BYTES:
+                raise WireError("arrays too large")
+            arrays.append(np.ascontiguousarray(v))
+            return {"__array__": len(arrays) - 1}
+        if t.__module__ == "numpy" and isinstance(v, (np.floating, np.integer, np.bool_)):
+            return {"__npscalar__": str(v.dtype), "value": v.item()}
+        if t is list:
+            return {"__list__": [enc(x, depth + 1) for x in v]}
+        if t is tuple:
+            return {"__tuple__": [enc(x, depth + 1) for x in v]}
+        if t is dict and all(type(k) is str for k in v):
+            return {"__dict__": {k: enc(x, depth + 1) for k, x in v.items()}}
+        if to_handle is None:
+            raise WireError(f"cannot send a {t.__name__}")
+        return to_handle(v)
+
+    return enc(value, 0), arrays
+
+
+def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_func=None):
+    """Inverse of :func:`encode`. Arrays are copied out of the message buffer."""
+
+    def dec(v):
+        if v is None or type(v) in (bool, int, float, str):
+            return v
+        if type(v) is not dict:
+            raise WireError("malformed message")
+        if "__array__" in v:
+            return np.array(arrays[int(v["__array__"])], copy=True)
+        if "__list__" in v:
+            return [dec(x) for x in v["__list__"]]
+        if "__tuple__" in v:
+            return tuple(dec(x) for x in v["__tuple__"])
+        if "__dict__" in v:
+            return {str(k): dec(x) for k, x in v["__dict__"].items()}
+        if "__float__" in v:
+            return float(v["__float__"])
+        if "__bigint__" in v:
+            return int(v["__bigint__"])
+        if "__npscalar__" in v:
+            return np.dtype(v["__npscalar__"]).type(v["value"])
+        if "__handle__" in v and from_handle is not None:
+            return from_handle(v)
+        if "__func__" in v and from_func is not None:
+            return from_func(v["__func__"])
+        raise WireError("unknown value in message")
+
+    return dec(tree)
+
+
+def pack(header: dict, arrays=()) -> bytes:
+    """One message: 4-byte JSON length, JSON header, npz of the arrays."""
+    body = json.dumps(header).encode()
+    buf = io.BytesIO()
+    if arrays:
+        np.savez(buf, *arrays)
+    return struct.pack("!I", len(body)) + body + buf.getvalue()
+
+
+def unpack(payload: bytes):
+    (n,) = struct.unpack("!I", payload[:4])
+    header = json.loads(payload[4:4 + n].decode())
+    rest = payload[4 + n:]
+    arrays = []
+    if rest:
+        with np.load(io.BytesIO(rest), allow_pickle=False) as npz:
+            arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+    return header, arrays
+
+
+def write_frame(fd: int, payload: bytes) -> None:
+    import os
+
+    data = struct.pack("!Q", len(payload)) + payload
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def read_exact(fd: int, n: int, wait=None) -> bytes:
+    """Read n bytes; ``wait()`` is called before each read (for timeouts)."""
+    import os
+
+    chunks, got = [], 0
+    while got < n:
+        if wait is not None:
+            wait()
+        chunk = os.read(fd, min(n - got, 1 << 20))
+        if not chunk:
+            raise EOFError("the other side closed the connection")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def read_frame(fd: int, wait=None, limit: int = MAX_ARRAY_BYTES + (64 << 20)) -> bytes:
+    (n,) = struct.unpack("!Q", read_exact(fd, 8, wait))
+    if n > limit:
+        raise WireError("message too large")
+    return read_exact(fd, n, wait)
