@@ -11,13 +11,14 @@ WORKERS ?= auto
 # JupyterLab refuses to run as root without this flag (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help env lab test labs check-labs review clean
+.PHONY: help env lab test labs check-labs review grade clean
 
 help:
 	@echo "make lab     set up the environment and open the labs in JupyterLab (ARGS=--no-browser for headless)"
 	@echo "make test    set up the environment and run every test"
 	@echo "make labs    regenerate labs/ from solutions/ with nbgrader (instructors)"
 	@echo "make review  execute every solution notebook and render it to HTML under build/review/"
+	@echo "make grade SUBMITTED=<dir> OUT=<dir>  grade a class (nbgrader layout; GRADE_ARGS=--loose for LMS files)"
 
 # The stamp is rebuilt when the dependency list changes.
 $(STAMP): pyproject.toml
@@ -46,6 +47,12 @@ check-labs: env
 
 review: env
 	$(PY) -m coursetools.review
+
+# Grade a class: SUBMITTED=<dir> (nbgrader layout) OUT=<dir>; extra options in GRADE_ARGS
+# (--loose, --workers N, --db URL, see `python -m coursetools.grading --help`).
+grade: env
+	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=<dir> OUT=<dir> [GRADE_ARGS=...]"; exit 2; }
+	$(PY) -m coursetools.grading "$(SUBMITTED)" "$(OUT)" $(GRADE_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

@@ -316,11 +316,139 @@ def xavier_init(n_in, n_out, rng, uniform=False):
 # ---------------------------------------------------------------------------
 # Lab 02 additions (append above the end marker; extend __all__ here too)
 # ---------------------------------------------------------------------------
+
+__all__ += ["rosenbrock", "rosenbrock_grad", "quadratic_bowl", "quadratic_bowl_grad"]
+
+
+def rosenbrock(xy, a=1.0, b=100.0):
+    """Rosenbrock's banana function (a - x)**2 + b (y - x**2)**2; minimum 0 at (a, a**2).
+
+    Parameters
+    ----------
+    xy : ndarray of shape (..., 2)
+        Points; the last axis holds (x, y), so a whole grid is evaluated at once.
+    a, b : float
+
+    Returns
+    -------
+    ndarray of shape (...)
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    x, y = xy[..., 0], xy[..., 1]
+    return (a - x) ** 2 + b * (y - x * x) ** 2
+
+
+def rosenbrock_grad(xy, a=1.0, b=100.0):
+    """Gradient of :func:`rosenbrock`, shape (..., 2) like ``xy``."""
+    xy = np.asarray(xy, dtype=np.float64)
+    x, y = xy[..., 0], xy[..., 1]
+    valley = y - x * x  # distance from the parabola y = x**2 along y
+    return np.stack([-2.0 * (a - x) - 4.0 * b * x * valley, 2.0 * b * valley], axis=-1)
+
+
+def _bowl_hessian(condition, angle):
+    c, s = np.cos(angle), np.sin(angle)
+    rotation = np.array([[c, -s], [s, c]])
+    return rotation @ np.diag([1.0, float(condition)]) @ rotation.T
+
+
+def quadratic_bowl(xy, condition=25.0, angle=0.0):
+    """Ill-conditioned quadratic 0.5 * p^T H p with H's eigenvalues 1 and ``condition``.
+
+    Parameters
+    ----------
+    xy : ndarray of shape (..., 2)
+    condition : float
+        Ratio of the largest to the smallest curvature (the condition number of H).
+    angle : float
+        Rotation of the bowl's axes in radians; 0 aligns the steep direction with y.
+
+    Returns
+    -------
+    ndarray of shape (...); the minimum is 0 at the origin.
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    return 0.5 * np.einsum("...i,ij,...j->...", xy, _bowl_hessian(condition, angle), xy)
+
+
+def quadratic_bowl_grad(xy, condition=25.0, angle=0.0):
+    """Gradient H p of :func:`quadratic_bowl`, shape (..., 2) like ``xy``."""
+    xy = np.asarray(xy, dtype=np.float64)
+    return xy @ _bowl_hessian(condition, angle)  # H is symmetric: (H p)^T = p^T H
+
+
 # -- end of lab 02 additions --
 
 # ---------------------------------------------------------------------------
 # Lab 03 additions (append above the end marker; extend __all__ here too)
 # ---------------------------------------------------------------------------
+__all__ += ["flatten_params", "unflatten_params", "grid_axes"]
+
+
+def flatten_params(params):
+    """Concatenate a list of parameter arrays into one float64 vector.
+
+    Parameters
+    ----------
+    params : list of ndarray
+        Any shapes, e.g. ``[W1 (n_in, h), b1 (h,), W2 (h, n_out), b2 (n_out,)]``.
+
+    Returns
+    -------
+    ndarray of shape (n_params,), with n_params = sum of the arrays' sizes, in list order.
+    """
+    if len(params) == 0:
+        return np.zeros(0)
+    return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in params])
+
+
+def unflatten_params(vector, like):
+    """Split a flat vector back into arrays shaped like ``like`` (inverse of :func:`flatten_params`).
+
+    Parameters
+    ----------
+    vector : ndarray of shape (n_params,)
+    like : list of ndarray
+        Arrays whose shapes (and order) the pieces take.
+
+    Returns
+    -------
+    list of ndarray, float64 copies, one per entry of ``like``.
+
+    Raises
+    ------
+    ValueError
+        If ``vector`` does not have exactly sum of the sizes of ``like`` entries.
+    """
+    vector = np.asarray(vector, dtype=np.float64).ravel()
+    sizes = [int(np.size(p)) for p in like]
+    if vector.size != sum(sizes):
+        raise ValueError(f"vector has {vector.size} entries, the shapes need {sum(sizes)}")
+    pieces, start = [], 0
+    for p, size in zip(like, sizes):
+        pieces.append(vector[start:start + size].reshape(np.shape(p)).copy())
+        start += size
+    return pieces
+
+
+def grid_axes(resolution, span=1.0):
+    """Evenly spaced coordinates for one axis of a loss-landscape grid.
+
+    Parameters
+    ----------
+    resolution : int
+        Number of points (>= 2); an odd number puts a point exactly at 0.
+    span : float or (float, float), default 1.0
+        The axis covers [-span, span], or [lo, hi] when a pair is given.
+
+    Returns
+    -------
+    ndarray of shape (resolution,)
+    """
+    if int(resolution) < 2:
+        raise ValueError("resolution must be at least 2")
+    lo, hi = (-span, span) if np.ndim(span) == 0 else span
+    return np.linspace(float(lo), float(hi), int(resolution))
 # -- end of lab 03 additions --
 
 # ---------------------------------------------------------------------------

@@ -279,6 +279,43 @@ CATALOGUE: list[Misconception] = [
     # -- lab 04 entries (variants and lab-specific detectors) ---------------
     # -- end of lab 04 entries --
     # -- lab 05 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "negative-cross-entropy",
+        "cross-entropy without its leading minus sign (the loss comes out negative)",
+        "Cross-entropy is -sum(y * log p) averaged over the batch: log p <= 0, so the minus makes it >= 0.",
+        variant("negative-cross-entropy"), ("05_probability",)),
+    Misconception(
+        "kl-arguments-swapped",
+        "KL divergence with its two distributions swapped (KL(q || p) instead of KL(p || q))",
+        "KL(p || q) = sum p * log(p / q): the first argument is the weight and the numerator; "
+        "for Gaussians, sigma_q and mu_q go in the denominators.",
+        variant("kl-arguments-swapped"), ("05_probability",)),
+    Misconception(
+        "temperature-multiplied",
+        "logits multiplied by the temperature instead of divided by it",
+        "Use softmax(logits / T): T > 1 flattens the distribution, T < 1 sharpens it.",
+        variant("temperature-multiplied"), ("05_probability",)),
+    Misconception(
+        "label-smoothing-mass",
+        "label-smoothing mass spread differently from PyTorch's label_smoothing",
+        "Build targets = (1 - eps) * one_hot + eps / C: every class, the true one included, "
+        "gets eps / C, and each row still sums to 1.",
+        variant("label-smoothing-mass"), ("05_probability",)),
+    Misconception(
+        "mle-unbiased-variance",
+        "Gaussian maximum-likelihood variance divided by N - 1",
+        "The MLE of the variance divides by N: np.mean((x - mu_hat)**2), or np.var(x) with its default ddof=0.",
+        variant("mle-unbiased-variance"), ("05_probability",)),
+    Misconception(
+        "log-of-zero",
+        "np.log applied to a probability that is exactly 0 (-inf, then NaN from 0 * -inf)",
+        "Never hand a 0 to np.log: use log-softmax for log p, pick log p of the true class only, "
+        "and for p * log p use np.log(np.where(p > 0, p, 1.0)) so 0 * log 0 counts as 0.",
+        # Named when numpy reported log(0) and no overflow (an overflow is unstable-exp-overflow's case).
+        lambda ev: None if any("overflow" in w for w in ev.warnings) else next(
+            (f"numpy warned '{w}' while your code ran" for w in ev.warnings
+             if "divide by zero encountered in log" in w), None),
+        ("05_probability",)),
     # -- end of lab 05 entries --
     # -- lab 06 entries (variants and lab-specific detectors) ---------------
     # -- end of lab 06 entries --

@@ -49,9 +49,9 @@ class SubmissionResult:
 class SubmissionRunner:
     """Keeps a sandbox with the submission's cells loaded, restarting it after a crash or timeout."""
 
-    def __init__(self, trusted: TrustedLab, sources: dict[str, str], limits: Limits,
+    def __init__(self, trusted: TrustedLab, cells: list[tuple[str, str]], limits: Limits,
                  isolation: Isolation | None, workdir):
-        self.trusted, self.sources, self.limits = trusted, sources, limits
+        self.trusted, self.cells, self.limits = trusted, cells, limits
         self.isolation, self.workdir = isolation, workdir
         self.sandbox: Sandbox | None = None
         self.names: dict = {}
@@ -64,8 +64,7 @@ class SubmissionRunner:
         self.sandbox = Sandbox(self.trusted.numpy_only, preload=[] if self.trusted.numpy_only else ["torch"],
                                limits=self.limits, isolation=self.isolation, workdir=self.workdir)
         self.sandbox.start()
-        cells = [(gid, src) for gid, src in self.trusted.setup_cells] + \
-                [(gid, self.sources.get(gid, "")) for gid in self.trusted.solution_ids]
+        cells = list(self.trusted.setup_cells) + list(self.cells)
         for gid, source in cells:
             if gid in self.bad_cells:
                 continue
@@ -97,11 +96,17 @@ def _explain_missing(name: str, runner: SubmissionRunner) -> str:
     return f"{name} is not defined.{hint}"
 
 
-def grade_submission(trusted: TrustedLab, student: str, sources: dict[str, str], limits: Limits | None = None,
+def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | None = None,
                      isolation: Isolation | None = None, workdir=None) -> SubmissionResult:
-    """Run every trusted grade cell of ``trusted`` against a submission's exercise sources."""
+    """Run every trusted grade cell of ``trusted`` against a submission.
+
+    ``cells`` is the submission's code to run, in order: a list of
+    (label, source), or a dict grade_id -> source of exercise cells only.
+    """
+    if isinstance(cells, dict):
+        cells = [(gid, cells.get(gid, "")) for gid in trusted.solution_ids]
     result = SubmissionResult(student, trusted.lab)
-    runner = SubmissionRunner(trusted, sources, limits or Limits(), isolation, workdir)
+    runner = SubmissionRunner(trusted, cells, limits or Limits(), isolation, workdir)
     try:
         for cell in trusted.grade_cells:
             out = io.StringIO()

@@ -1,0 +1,131 @@
+"""Record the grader's verdicts through nbgrader's own autograde and gradebook.
+
+nbgrader normally executes each notebook in a kernel next to the student's
+code. Here its ``Execute`` step is replaced by :class:`InjectVerdicts`, which
+writes each grade cell's output from the trusted verdict (an error output when
+the check failed, so nbgrader's own ``SaveAutoGrades`` gives zero). Everything
+else (sanitising, the gradebook, late penalties, feedback, the formgrader) is
+stock nbgrader. Feedback additionally strips hidden tests from the sources.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_output
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Unicode
+
+from ..paths import SOLUTIONS, tool_env
+
+
+class InjectVerdicts(NbGraderPreprocessor):
+    """Fill each cell's outputs from ``<verdict_dir>/<student>/<lab>.json``."""
+
+    verdict_dir = Unicode("", help="folder of the grader's verdict files").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        student = resources["nbgrader"]["student"]
+        lab = resources["nbgrader"]["assignment"]
+        data = json.loads((Path(self.verdict_dir) / student / f"{lab}.json").read_text(encoding="utf-8"))
+        verdicts = {v["grade_id"]: v for v in data["verdicts"]}
+        shown = data.get("cell_outputs", {})
+        for cell in nb.cells:
+            if cell.cell_type != "code":
+                continue
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            cell.outputs, cell.execution_count = [], None
+            if gid in verdicts:
+                v = verdicts[gid]
+                if v["passed"]:
+                    if v["message"]:
+                        cell.outputs.append(new_output("stream", name="stdout", text=v["message"] + "\n"))
+                else:
+                    cell.outputs.append(new_output("error", ename="AssertionError", evalue=v["message"],
+                                                   traceback=["AssertionError: " + v["message"]]))
+            elif gid in shown and shown[gid]:
+                cell.outputs.append(new_output("stream", name="stdout", text=shown[gid] + "\n"))
+        return nb, resources
+
+
+CONFIG = '''\
+# Written by `make grade`: nbgrader settings for this grading run.
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
+                                    IgnorePattern, LimitOutput, SaveAutoGrades)
+from coursetools.grading.nbgrader_bridge import InjectVerdicts
+
+c = get_config()  # noqa: F821
+c.CourseDirectory.course_id = "math-for-deep-learning"
+c.CourseDirectory.source_directory = "source"
+c.CourseDirectory.release_directory = "release"
+c.Autograde.autograde_preprocessors = [InjectVerdicts, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.InjectVerdicts.verdict_dir = {verdict_dir!r}
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+c.ClearHiddenTests.enforce_metadata = False
+'''
+
+
+class NbgraderCourse:
+    """``OUT`` as an nbgrader course directory: source/, release/, submitted/, autograded/, feedback/."""
+
+    def __init__(self, root: Path, db_url: str | None = None):
+        self.root = Path(root)
+        self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
+        self.verdict_dir = self.root / ".verdicts"
+
+    def prepare(self, labs: list[str]) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o700)  # hidden tests and the gradebook live here
+        self.verdict_dir.mkdir(exist_ok=True)
+        (self.root / "nbgrader_config.py").write_text(CONFIG.format(verdict_dir=str(self.verdict_dir)),
+                                                      encoding="utf-8")
+        for lab in labs:
+            shutil.copytree(SOLUTIONS / lab, self.root / "source" / lab, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+            self.run("generate_assignment", lab, "--force")
+
+    def run(self, *args: str) -> subprocess.CompletedProcess:
+        proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--db={self.db_url}",
+                               "--log-level=ERROR"], cwd=self.root, capture_output=True, text=True, env=tool_env())
+        if proc.returncode != 0:
+            raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        return proc
+
+    def add(self, student: str, lab: str, notebook, verdicts: dict) -> None:
+        target = self.root / "submitted" / student / lab / f"{lab}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, target)
+        (self.verdict_dir / student).mkdir(exist_ok=True)
+        (self.verdict_dir / student / f"{lab}.json").write_text(json.dumps(verdicts), encoding="utf-8")
+
+    def autograde(self, lab: str) -> None:
+        self.run("autograde", lab, "--force")
+        self.run("generate_feedback", lab, "--force")
+
+    def scores(self, lab: str) -> dict[str, dict[str, tuple[float, float]]]:
+        """student -> grade_id -> (score, max_score), as nbgrader recorded them."""
+        from nbgrader.api import Gradebook
+
+        out: dict[str, dict] = {}
+        with Gradebook(self.db_url) as gb:
+            for sub in gb.assignment_submissions(lab):
+                nb = gb.find_submission_notebook(lab, lab, sub.student.id)
+                out[sub.student.id] = {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
+        return out
+
+
+def graded_notebook(release_path: Path, solutions: dict[str, str]):
+    """The released notebook with the submission's exercise cells: what nbgrader grades and shows."""
+    nb = nbformat.read(release_path, as_version=4)
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution") and meta.get("grade_id") in solutions:
+            cell.source = solutions[meta["grade_id"]]
+    return nb
