@@ -146,7 +146,10 @@ def softmax(z, axis=-1):
 def log_softmax(z, axis=-1):
     """log(softmax(z)) without ever taking the log of 0. Same shape as ``z``."""
     z = np.asarray(z, dtype=np.float64)
-    return z - log_sum_exp(z, axis=axis, keepdims=True)
+    # Subtract the max first, then the log-sum: entries near 0 keep their
+    # relative precision (as PyTorch computes it).
+    shifted = z - np.max(z, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
 def one_hot(labels, n_classes):

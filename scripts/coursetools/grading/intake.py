@@ -137,10 +137,12 @@ def read_notebook(path: Path) -> tuple[dict | None, str]:
         nb = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"malformed notebook JSON (line {exc.lineno}: {exc.msg})"
-    if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
-        return None, "not a Jupyter notebook (no list of cells)"
+    if not isinstance(nb, dict):
+        return None, "not a Jupyter notebook (the JSON is not an object)"
     if nb.get("nbformat") != 4:
         return None, f"nbformat {nb.get('nbformat')} notebook; save it with Jupyter 4 or newer (nbformat 4)"
+    if not isinstance(nb.get("cells"), list):
+        return None, "not a Jupyter notebook (no list of cells)"
     return nb, ""
 
 

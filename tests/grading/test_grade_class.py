@@ -1,0 +1,203 @@
+"""`make grade` on a class with honest, hostile and broken submissions (one run, many assertions)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from coursetools.grading import cli
+from coursetools.grading.intake import discover
+from coursetools.paths import ROOT
+from fixtures.hostile import ATTACKS, LAB, TARGET_CELL, TARGET_CHECK, WRONG_LINEAR
+from fixtures.notebooks import nbgrader_meta, submission
+
+pytestmark = pytest.mark.xdist_group("grade-class")
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _edited_grade_cells(nb):
+    """Tamper with grade cells: blank one and give it 100 points, delete, duplicate, split, relabel."""
+    cells = []
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        gid = meta.get("grade_id")
+        if gid == "check_ex3_linear_layer":
+            cell.source = "pass"
+            meta["points"] = 100
+        elif gid == "check_ex4_mse":
+            continue  # deleted
+        elif gid == "check_ex5_softmax_ce":
+            cells.append(nbformat.from_dict(json.loads(json.dumps(cell))))  # duplicated
+        elif gid == "check_ex6_mlp":
+            first, second = nbformat.from_dict(json.loads(json.dumps(cell))), cell
+            first.source, second.source = "print('half')", "print('other half')"
+            cells.append(first)
+        elif gid == "check_ex7_numerical_grad":
+            meta.update(grade=False, solution=True, locked=False)
+            cell.source = "numerical_grad = lambda f, x, eps=1e-5: 0 * x"
+        cells.append(cell)
+    nb.cells = cells
+    return nb
+
+
+def _write(path: Path, nb) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    base = tmp_path_factory.mktemp("class")
+    submitted, out = base / "submitted", base / "out"
+    _write(submitted / "alice" / LAB / f"{LAB}.ipynb", submission(LAB))
+    _write(submitted / "bob" / LAB / f"{LAB}.ipynb", submission(LAB, solved=False))
+    baseline = submission(LAB)  # the attacks' wrong code, without any attack
+    for cell in baseline.cells:
+        if nbgrader_meta(cell).get("grade_id") == TARGET_CELL:
+            cell.source = WRONG_LINEAR
+    _write(submitted / "baseline" / LAB / f"{LAB}.ipynb", baseline)
+    for attack in ATTACKS:
+        nb = submission(LAB)
+        code = attack.code.format(root=ROOT, submitted=submitted, out=out)
+        for cell in nb.cells:
+            if nbgrader_meta(cell).get("grade_id") == TARGET_CELL:
+                cell.source = WRONG_LINEAR + code
+        if attack.name == "edit-grade-cells":
+            nb = _edited_grade_cells(nb)
+        _write(submitted / attack.name / LAB / f"{LAB}.ipynb", nb)
+    # Broken input, one student each.
+    (submitted / "erin" / LAB).mkdir(parents=True)
+    (submitted / "erin" / LAB / f"{LAB}.ipynb").write_text('{"cells": [', encoding="utf-8")
+    nb3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": []}]}
+    (submitted / "olga" / LAB).mkdir(parents=True)
+    (submitted / "olga" / LAB / f"{LAB}.ipynb").write_text(json.dumps(nb3), encoding="utf-8")
+    _write(submitted / "dave" / LAB / "lab1.ipynb", submission(LAB))
+    (submitted / "frank").mkdir()
+    (submitted / "jack" / LAB).mkdir(parents=True)
+    (submitted / "jack" / LAB / f"{LAB}.ipynb").write_bytes(b'{"cells": "\xff\xfe caf\xe9"}')
+    _write(submitted / "kim" / "lab_one" / "lab_one.ipynb", submission(LAB))
+
+    before_submitted = _tree_digest(submitted)
+    code = cli.main([str(submitted), str(out), "--workers", "2", "--timeout", "8", "--labs", LAB])
+    rows = {(r["student"]): r for r in _csv(out / "grades.csv")}
+    questions = {}
+    for r in _csv(out / "grades_by_question.csv"):
+        questions.setdefault(r["student"], {})[r["question"]] = r
+    return dict(code=code, out=out, submitted=submitted, rows=rows, questions=questions,
+                before_submitted=before_submitted, after_submitted=_tree_digest(submitted),
+                )
+
+
+def _csv(path: Path) -> list[dict]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_command_exits_zero_and_writes_every_output(graded):
+    out = graded["out"]
+    assert graded["code"] == 0
+    for name in ("grades.csv", "grades_by_question.csv", "report.html", "gradebook.db"):
+        assert (out / name).is_file(), name
+    assert (out / "feedback" / "alice" / LAB / f"{LAB}.html").is_file()
+
+
+def test_honest_submissions_are_graded_normally(graded):
+    rows = graded["rows"]
+    assert (rows["alice"]["score"], rows["alice"]["max_score"], rows["alice"]["status"]) == ("19.0", "19.0", "graded")
+    assert (rows["bob"]["score"], rows["bob"]["status"]) == ("0.0", "graded")
+
+
+def test_the_baseline_loses_exactly_the_exercises_using_the_wrong_code(graded):
+    scores = {q: float(r["score"]) for q, r in graded["questions"]["baseline"].items()}
+    assert scores[TARGET_CHECK] == 0 and scores["check_ex6_mlp"] == 0  # the MLP reuses linear_backward
+    assert sum(scores.values()) == 19 - 3 - 4
+
+
+@pytest.mark.parametrize("attack", [a.name for a in ATTACKS])
+def test_attack_earns_nothing_for_its_exercise_and_spares_the_rest(graded, attack):
+    """The attacked exercise scores zero; every other exercise scores what the same code scores unattacked."""
+    row = graded["rows"][attack]
+    assert row["status"] == "graded", row
+    assert row["max_score"] == "19.0", "the maximum comes from the instructor's notebook, not the submission"
+    baseline = graded["questions"]["baseline"]
+    for question, r in graded["questions"][attack].items():
+        if question == TARGET_CHECK:
+            assert float(r["score"]) == 0, f"{attack} earned points on the attacked exercise"
+        else:
+            assert float(r["score"]) == float(baseline[question]["score"]), f"{attack}: {question} {r}"
+
+
+def test_torch_in_a_numpy_exercise_is_named(graded):
+    assert graded["questions"]["torch-in-numpy-exercise"][TARGET_CHECK]["misconception"] == "torch-in-numpy-exercise"
+
+
+def test_endless_loop_and_crash_are_reported_as_such(graded):
+    assert graded["questions"]["endless-loop"][TARGET_CHECK]["misconception"] == "timeout"
+    assert graded["questions"]["exit-and-crash"][TARGET_CHECK]["misconception"] == "crashed"
+
+
+def test_no_file_was_read_or_written_outside_the_sandbox(graded):
+    assert graded["after_submitted"] == graded["before_submitted"], "SUBMITTED was modified"
+    for target in (ROOT / "scripts" / "checker" / "lab01.py", ROOT / "scripts" / "math_utils.py"):
+        assert "# tampered" not in target.read_text(encoding="utf-8"), f"{target} was written to"
+    feedback = (graded["out"] / "feedback" / "write-course-files" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert f"WROTE {ROOT}" not in feedback and f"WROTE {graded['submitted']}" not in feedback
+    assert "# tampered" not in (graded["out"] / "grades.csv").read_text(encoding="utf-8")
+
+
+def test_feedback_shows_failure_messages_but_never_hidden_test_code(graded):
+    out = graded["out"]
+    for student in ("bob", "read-hidden-files", "edit-grade-cells"):
+        page = (out / "feedback" / student / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+        assert "BEGIN HIDDEN TESTS" not in page and "seed=9301" not in page
+    page = (out / "feedback" / "lying-objects" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert "does not match" in page
+
+
+def test_output_is_capped(graded):
+    page = graded["out"] / "feedback" / "huge-output" / LAB / f"{LAB}.html"
+    assert page.stat().st_size < 5 * 2**20
+
+
+@pytest.mark.parametrize("student,reason", [
+    ("erin", "malformed notebook JSON"), ("olga", "nbformat 3"), ("dave", "wrong file name"),
+    ("frank", "empty folder"), ("jack", "not UTF-8"), ("kim", "unknown folder 'lab_one'"),
+])
+def test_broken_input_is_reported_with_a_reason(graded, student, reason):
+    row = graded["rows"][student]
+    assert row["status"] == "error" and reason in row["reason"], row
+
+
+def test_misuse_exits_two(tmp_path):
+    assert cli.main([str(tmp_path / "nope"), str(tmp_path / "out")]) == 2
+    (tmp_path / "sub").mkdir()
+    assert cli.main([str(tmp_path / "sub"), str(tmp_path / "sub" / "out")]) == 2
+    assert cli.main([str(tmp_path / "sub"), str(tmp_path / "out"), "--labs", "99_nothing"]) == 2
+
+
+def test_missing_lab_and_loose_layout_are_understood(tmp_path):
+    (tmp_path / "amy" / "01_backprop").mkdir(parents=True)
+    (tmp_path / "amy" / "01_backprop" / "01_backprop.ipynb").write_text("{}")
+    (tmp_path / "ben" / "02_x").mkdir(parents=True)
+    (tmp_path / "ben" / "02_x" / "02_x.ipynb").write_text("{}")
+    found = {(s.student, s.lab): s.problem for s in discover(tmp_path, ["01_backprop", "02_x"])}
+    assert "missing lab" in found[("amy", "02_x")] and "missing lab" in found[("ben", "01_backprop")]
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    for name in ("jdoe_12345_01_backprop.ipynb", "asmith_01_backprop-1.ipynb", "notes.txt", "random.ipynb"):
+        (loose / name).write_text("{}")
+    found = {(s.student, s.lab): s for s in discover(loose, ["01_backprop"], loose=True)}
+    assert found[("jdoe", "01_backprop")].path.name == "jdoe_12345_01_backprop.ipynb"
+    assert found[("asmith", "01_backprop")].path is not None
+    assert "not a notebook" in found[("notes", "-")].problem
+    assert "cannot tell" in found[("random", "-")].problem
