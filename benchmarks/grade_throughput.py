@@ -1,0 +1,140 @@
+"""Grading throughput: plain sequential ``nbgrader autograde`` versus ``make grade``.
+
+    .venv/bin/python benchmarks/grade_throughput.py [--students 24] [--workers N]
+
+Generates N submissions of lab 01 (the solution, the stub and groups of the
+catalogued mistakes, cycled), grades them both ways, checks that every
+student's score on every question is identical, and prints notebooks per
+minute for both, the ratio, and the per-notebook start-up cost of each way
+(a Jupyter kernel with the lab's imports versus a sandbox process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the mistake fixtures live with the tests
+
+from coursetools.grading import cli  # noqa: E402
+from coursetools.grading.sandbox import Limits, Sandbox  # noqa: E402
+from coursetools.grading.trusted import TrustedLab, strip_magics  # noqa: E402
+from coursetools.paths import tool_env  # noqa: E402
+from fixtures.mistakes import MISTAKES  # noqa: E402
+from fixtures.notebooks import submission  # noqa: E402
+from nbgrader.api import Gradebook  # noqa: E402
+
+LAB = "01_backprop"
+
+
+def make_class(folder: Path, n: int) -> list[str]:
+    """n students: solution, stub, and one mistake group each, cycled."""
+    mistakes = MISTAKES[LAB]
+    variants = [("solution", [])] + [("stub", None)] + [(m.id, [m]) for m in mistakes]
+    students = []
+    for i in range(n):
+        _, edits = variants[i % len(variants)]
+        nb = submission(LAB, solved=False) if edits is None else submission(LAB, edits)
+        student = f"s{i:03d}"
+        path = folder / student / LAB / f"{LAB}.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nb, path)
+        students.append(student)
+    return students
+
+
+def plain_nbgrader(submitted: Path, work: Path) -> tuple[float, dict]:
+    """Stock nbgrader: one kernel per notebook, grade cells run next to the student's code."""
+    course = work / "plain"
+    shutil.copytree(ROOT / "solutions" / LAB, course / "solutions" / LAB)
+    shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(submitted, course / "submitted")
+    db = f"sqlite:///{course / 'gradebook.db'}"
+    run = lambda *a: subprocess.run([sys.executable, "-m", "nbgrader", *a, f"--db={db}", "--log-level=ERROR"],  # noqa: E731
+                                    cwd=course, check=True, env=tool_env(), capture_output=True)
+    run("generate_assignment", LAB, "--force")
+    start = time.perf_counter()
+    run("autograde", LAB, "--force")
+    seconds = time.perf_counter() - start
+    scores = {}
+    with Gradebook(db) as gb:
+        for sub in gb.assignment_submissions(LAB):
+            nb = gb.find_submission_notebook(LAB, LAB, sub.student.id)
+            scores[sub.student.id] = {g.name: float(g.score) for g in nb.grades}
+    return seconds, scores
+
+
+def make_grade(submitted: Path, work: Path, workers: int) -> tuple[float, dict]:
+    out = work / "graded"
+    start = time.perf_counter()
+    cli.main([str(submitted), str(out), "--workers", str(workers), "--labs", LAB])
+    seconds = time.perf_counter() - start
+    import csv
+
+    scores: dict = {}
+    with open(out / "grades_by_question.csv", newline="", encoding="utf-8") as f:
+        for r in csv.DictReader(f):
+            scores.setdefault(r["student"], {})[r["question"]] = float(r["score"])
+    return seconds, scores
+
+
+def startup_costs() -> tuple[float, float]:
+    """Seconds to get a fresh kernel with lab 01's imports, and a fresh sandbox with its setup cells."""
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    trusted = TrustedLab.load(LAB)
+    setup = "\n".join(strip_magics(src) for _, src in trusted.setup_cells)
+    start = time.perf_counter()
+    NotebookClient(new_notebook(cells=[new_code_cell(setup)]), kernel_name="python3").execute()
+    kernel = time.perf_counter() - start
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        with Sandbox(numpy_only=True, limits=Limits(), workdir=Path(d)) as sb:
+            for gid, src in trusted.setup_cells:
+                sb.request({"op": "exec", "cell": gid, "source": strip_magics(src)})
+    sandbox = time.perf_counter() - start
+    return kernel, sandbox
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--students", type=int, default=24)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mdl-bench-") as tmp:
+        work = Path(tmp)
+        submitted = work / "submitted"
+        make_class(submitted, args.students)
+        plain_s, plain_scores = plain_nbgrader(submitted, work)
+        ours_s, our_scores = make_grade(submitted, work, args.workers)
+    kernel, sandbox = startup_costs()
+    same = plain_scores == our_scores
+    n = args.students
+    print("\n=== grading throughput, lab 01 ===")
+    print(f"submissions                      {n}")
+    print(f"cores                            {os.cpu_count()} (make grade --workers {args.workers})")
+    print(f"plain nbgrader autograde         {plain_s:7.1f} s   {n / plain_s * 60:6.1f} notebooks/min")
+    print(f"make grade (everything)          {ours_s:7.1f} s   {n / ours_s * 60:6.1f} notebooks/min")
+    print(f"speed-up                         {plain_s / ours_s:7.2f}x")
+    print(f"identical scores                 {'yes' if same else 'NO'} ({sum(len(v) for v in plain_scores.values())} "
+          f"question scores compared)")
+    print(f"start-up per notebook: kernel + lab imports {kernel:.2f} s, sandbox + setup cells {sandbox:.2f} s")
+    if not same:
+        for student in sorted(set(plain_scores) | set(our_scores)):
+            if plain_scores.get(student) != our_scores.get(student):
+                print(f"  {student}: nbgrader {plain_scores.get(student)} vs make grade {our_scores.get(student)}")
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
