@@ -209,11 +209,15 @@ class Runner:
     def op_getattr(self, msg, arrays):
         obj = self.from_handle(msg["target"])
         try:
-            value = copy.deepcopy(getattr(obj, msg["attr"]))
+            value = getattr(obj, msg["attr"])
         except AttributeError:
             return {"missing": True}, []
-        except Exception:
-            value = getattr(obj, msg["attr"])
+        if not callable(value):
+            # A snapshot of data; a method must stay bound to the live object it updates.
+            try:
+                value = copy.deepcopy(value)
+            except Exception:
+                pass
         tree, out = self.encode(value)
         return {"value": tree}, out
 

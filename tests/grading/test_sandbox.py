@@ -1,0 +1,93 @@
+"""The sandbox process on its own: what crosses the boundary, what it refuses, how it stops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from checker.compare import CheckFailure
+from checker.student import call_student, student_attr
+from coursetools.grading.remote import RemoteObject, SubmissionNames
+from coursetools.grading.sandbox import Limits, Sandbox
+
+pytestmark = pytest.mark.xdist_group("sandbox")
+
+STUDENT_CODE = '''
+import numpy as np
+
+class Counter:
+    def __init__(self, params, lr=0.1):
+        self.params = [p.copy() for p in params]
+        self.lr = lr
+    def step(self, grads):
+        for p, g in zip(self.params, grads):
+            p -= self.lr * g
+
+def twice(f, x):
+    return 2 * f(x)
+
+def tensor():
+    import torch
+    return torch.zeros(2)
+
+def peek(path):
+    with open(path) as fh:
+        return fh.read()
+
+def spin():
+    while True:
+        pass
+
+answer = 42
+'''
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=5), workdir=tmp_path) as sb:
+        reply, _ = sb.request({"op": "exec", "cell": "student", "source": STUDENT_CODE})
+        assert reply["ok"], reply
+        yield sb
+
+
+def _names(sb):
+    reply, _ = sb.request({"op": "names"})
+    return SubmissionNames(sb, reply["names"], trusted={})
+
+
+def test_objects_stay_live_across_method_calls(sandbox):
+    names = _names(sandbox)
+    params = [np.ones((2, 3)), np.arange(4.0)]
+    opt = call_student(names["Counter"], "Counter", params=params, lr=0.5).result
+    assert isinstance(opt, RemoteObject)
+    for _ in range(3):
+        call_student(getattr(opt, "step"), "Counter.step", grads=[np.ones((2, 3)), np.ones(4)])
+    after = student_attr(opt, "params")
+    assert np.array_equal(after[0], np.ones((2, 3)) - 1.5) and np.array_equal(after[1], np.arange(4.0) - 1.5)
+    assert np.array_equal(params[0], np.ones((2, 3))), "the grader's own arrays never change"
+
+
+def test_grader_functions_are_called_back_and_data_comes_back(sandbox):
+    names = _names(sandbox)
+    call = call_student(names["twice"], "twice", f=lambda x: float(np.sum(x)), x=np.arange(3.0))
+    assert call.result == 6.0
+    assert names["answer"] == 42
+
+
+def test_torch_is_refused_in_numpy_only_labs(sandbox):
+    with pytest.raises(CheckFailure) as failure:
+        call_student(_names(sandbox)["tensor"], "tensor")
+    assert failure.value.misconception == "torch-in-numpy-exercise"
+
+
+def test_reading_outside_the_sandbox_is_refused(sandbox):
+    with pytest.raises(CheckFailure) as failure:
+        call_student(_names(sandbox)["peek"], "peek", path=__file__)
+    assert "not allowed while grading" in str(failure.value)
+
+
+def test_an_endless_loop_is_stopped(sandbox):
+    with pytest.raises(CheckFailure) as failure:
+        call_student(_names(sandbox)["spin"], "spin")
+    assert failure.value.misconception == "timeout"
+    assert sandbox.proc is None, "the looping process was killed"
