@@ -273,10 +273,179 @@ CATALOGUE: list[Misconception] = [
         "Use (f(x + eps) - f(x - eps)) / (2 * eps): its error is O(eps**2), not O(eps).",
         variant("forward-difference"), ("01_backprop",)),
     # -- lab 02 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "adam-t-starts-at-zero",
+        "Adam's step counter is 0 at the first step, so the bias correction divides by 1 - beta**0 = 0",
+        "Start with self.t = 0 and increment it at the top of step(), before the bias corrections: "
+        "the first step uses t = 1.",
+        # The mistake yields NaN/inf, which variant() never matches: compare where the non-finite values sit.
+        _any_of(variant("adam-t-starts-at-zero"), lambda ev: (
+            "NaN or inf from the first step, exactly where this mistake puts them"
+            if ev.variants.get("adam-t-starts-at-zero") is not None and _usable(ev)
+            and ev.received.shape == ev.expected.shape and np.all(np.isfinite(ev.expected))
+            and not np.all(np.isfinite(ev.received))
+            and np.array_equal(~np.isfinite(ev.received), ~np.isfinite(
+                np.asarray(ev.variants["adam-t-starts-at-zero"], dtype=np.float64)))
+            else None)),
+        ("02_optimizers",)),
+    Misconception(
+        "adam-missing-bias-correction",
+        "Adam without bias correction (m and v used as they are)",
+        "Divide m by (1 - beta1**t) and v by (1 - beta2**t) before the update; "
+        "without it the first steps are too large by up to 1/sqrt(1 - beta2).",
+        variant("adam-missing-bias-correction"), ("02_optimizers",)),
+    Misconception(
+        "adam-decay-decoupled",
+        "Adam's weight_decay applied to the weights directly (that is AdamW)",
+        "torch.optim.Adam adds weight_decay * p to the gradient before the moments (L2); "
+        "only AdamW shrinks the weights directly by lr * weight_decay * p.",
+        variant("adam-decay-decoupled"), ("02_optimizers",)),
+    Misconception(
+        "adamw-decay-through-gradient",
+        "AdamW's decay added to the gradient (that is Adam with L2, not decoupled weight decay)",
+        "Shrink the weights directly, p *= 1 - lr * weight_decay, then take the Adam step with the raw gradient.",
+        variant("adamw-decay-through-gradient"), ("02_optimizers",)),
+    Misconception(
+        "weight-decay-not-scaled-by-lr",
+        "weight decay not multiplied by the learning rate",
+        "The decay step is lr * weight_decay * p (torch convention): p *= 1 - lr * weight_decay, "
+        "not p *= 1 - weight_decay.",
+        variant("weight-decay-not-scaled-by-lr"), ("02_optimizers",)),
+    Misconception(
+        "momentum-dampened-form",
+        "momentum in the dampened form v = mu * v + (1 - mu) * g",
+        "PyTorch's momentum adds the whole gradient: v = mu * v + g, then p -= lr * v.",
+        variant("momentum-dampened-form"), ("02_optimizers",)),
+    Misconception(
+        "nesterov-without-lookahead",
+        "Nesterov step taken along the velocity alone (plain momentum)",
+        "After v = mu * v + g, step along the look-ahead direction: p -= lr * (g + mu * v).",
+        variant("nesterov-without-lookahead"), ("02_optimizers",)),
+    Misconception(
+        "update-not-in-place",
+        "an array rebound to a new one (x = x - ...) instead of updated in place, so the change is lost",
+        "Update the stored arrays themselves: p -= lr * v, v *= mu; v += g (or assign back into the list, "
+        "self.velocity[i] = ...).",
+        variant("update-not-in-place"), ("02_optimizers",)),
+    Misconception(
+        "rmsprop-eps-inside-sqrt",
+        "epsilon inside the square root",
+        "PyTorch's RMSprop (and Adam) add eps after the root: g / (np.sqrt(s) + eps), not g / np.sqrt(s + eps).",
+        variant("rmsprop-eps-inside-sqrt"), ("02_optimizers",)),
+    Misconception(
+        "schedule-off-by-one",
+        "learning-rate schedule shifted by one step",
+        "Step 0 is the first step: the schedule's value at step t uses t itself "
+        "(warmup starts at start_factor * peak, cosine at its peak), not t + 1 or t - 1.",
+        variant("schedule-off-by-one"), ("02_optimizers",)),
+    Misconception(
+        "cosine-ignores-warmup",
+        "cosine after warmup measured from step 0 over all steps instead of from the end of warmup",
+        "After warmup the cosine runs over the remaining steps: progress = (t - warmup_steps) / "
+        "(total_steps - warmup_steps).",
+        variant("cosine-ignores-warmup"), ("02_optimizers",)),
+    Misconception(
+        "clipping-per-tensor",
+        "each gradient clipped by its own norm instead of by the global norm",
+        "Compute one norm over all gradients, sqrt(sum of every squared entry), and scale every "
+        "gradient by the same factor.",
+        variant("clipping-per-tensor"), ("02_optimizers",)),
+    Misconception(
+        "clip-norm-missing-epsilon",
+        "clipping scale max_norm / total_norm without PyTorch's + 1e-6",
+        "Scale by min(1, max_norm / (total_norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ does.",
+        variant("clip-norm-missing-epsilon"), ("02_optimizers",)),
     # -- end of lab 02 entries --
     # -- lab 03 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "direction-not-filter-normalised",
+        "direction normalised as a whole (globally or per layer) instead of filter by filter",
+        "Rescale every column d[:, j] of a weight matrix's direction to the norm of the weights' column "
+        "W[:, j]: d * (norm(W, axis=0) / norm(d, axis=0)).",
+        variant("direction-not-filter-normalised"), ("03_loss_landscapes",)),
+    Misconception(
+        "filter-norm-wrong-axis",
+        "filters taken along the wrong axis (rows instead of columns)",
+        "With W of shape (n_in, n_out) a filter is the column W[:, j] feeding output unit j: "
+        "take both norms with axis=0.",
+        variant("filter-norm-wrong-axis"), ("03_loss_landscapes",)),
+    Misconception(
+        "bias-perturbed",
+        "biases (1-D parameters) perturbed although the lab's convention leaves them alone",
+        "Give every 1-D parameter (bias, normalisation gain or shift) a zero direction: np.zeros_like(b).",
+        variant("bias-perturbed"), ("03_loss_landscapes",)),
+    Misconception(
+        "grid-axes-swapped",
+        "loss grid with its axes swapped (rows must follow betas, columns alphas)",
+        "Build the points with np.meshgrid(alphas, betas) (indexing='xy') so that "
+        "grid[i, j] = L(theta + alphas[j] * d_x + betas[i] * d_y), shape (len(betas), len(alphas)).",
+        variant("grid-axes-swapped"), ("03_loss_landscapes",)),
+    Misconception(
+        "power-iteration-no-renormalisation",
+        "power iteration without re-normalising the iterate",
+        "Divide by the norm after every Hessian-vector product (v = Hv / ||Hv||) and read the eigenvalue "
+        "as the Rayleigh quotient v . Hv of that unit vector.",
+        _any_of(
+            variant("power-iteration-no-renormalisation"),
+            # Without rescaling, v grows or shrinks like |lambda|**k: inf, NaN or absurd magnitudes.
+            lambda ev: ("the value is inf/NaN or orders of magnitude away from the reference: "
+                        "the iterate grew or shrank without bound"
+                        if "power-iteration-no-renormalisation" in ev.variants and _usable(ev)
+                        and ev.received.shape == ev.expected.shape
+                        and (not np.all(np.isfinite(ev.received))
+                             or np.any(np.abs(ev.received) > 1e3 * np.abs(ev.expected))
+                             or np.any(np.abs(ev.received) < 1e-3 * np.abs(ev.expected)))
+                        else None)),
+        ("03_loss_landscapes",)),
+    Misconception(
+        "pca-path-wrong-origin",
+        "path projected about the wrong origin (the PCA mean, or zero) instead of the final weights",
+        "Project the offsets from the final weights without re-centring them: "
+        "coords = (trajectory - trajectory[-1]) @ directions.T, not pca.transform(...).",
+        variant("pca-path-wrong-origin"), ("03_loss_landscapes",)),
     # -- end of lab 03 entries --
     # -- lab 04 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "svd-full-matrices",
+        "full SVD factors (full_matrices=True, numpy's default) where the reduced ones are needed",
+        "Call np.linalg.svd(M, full_matrices=False): U is (m, p), S (p,), Vt (p, n) with p = min(m, n).",
+        variant("svd-full-matrices"), ("04_svd_lora",)),
+    Misconception(
+        "rank-k-error-from-kept",
+        "rank-k error computed from the kept singular values instead of the discarded ones",
+        "The error is what was thrown away: Frobenius sqrt(sum(S[k:]**2)), spectral S[k] (0 when k == len(S)).",
+        variant("rank-k-error-from-kept"), ("04_svd_lora",)),
+    Misconception(
+        "rank-k-off-by-one",
+        "rank off by one (a 0-based index used as a count, or one singular value too many or too few)",
+        "Keep S[:k] (k values); sigma_{k+1} is S[k]; a rank is a count, the first index reaching a target plus one.",
+        variant("rank-k-off-by-one"), ("04_svd_lora",)),
+    Misconception(
+        "energy-not-squared",
+        "energy computed from the singular values instead of their squares",
+        "Energy is sigma squared: np.cumsum(S**2) / np.sum(S**2).",
+        variant("energy-not-squared"), ("04_svd_lora",)),
+    Misconception(
+        "lora-init-swapped",
+        "LoRA factors initialised the other way round (B random, A zero)",
+        "Initialise A (r, d_in) at random and B (d_out, r) to zeros, so B A = 0 and A gets a gradient once B moves.",
+        variant("lora-init-swapped"), ("04_svd_lora",)),
+    Misconception(
+        "lora-missing-scaling",
+        "LoRA path not scaled by alpha / r",
+        "Multiply the adapter's contribution, and so every gradient through it, by scale = alpha / r with r = A.shape[0].",
+        variant("lora-missing-scaling"), ("04_svd_lora",)),
+    Misconception(
+        "lora-gradient-transposed",
+        "LoRA gradient for A or B transposed",
+        "Shape each gradient like its factor: dL/dA = (scale * dL_dy @ B).T @ x is (r, d_in), "
+        "dL/dB = scale * dL_dy.T @ (x @ A.T) is (d_out, r).",
+        variant("lora-gradient-transposed"), ("04_svd_lora",)),
+    Misconception(
+        "lora-dx-missing-adapter",
+        "dL/dx missing the adapter path (only dL_dy @ W)",
+        "x reaches y through W and through A, B: dL/dx = dL_dy @ W + scale * dL_dy @ B @ A.",
+        variant("lora-dx-missing-adapter"), ("04_svd_lora",)),
     # -- end of lab 04 entries --
     # -- lab 05 entries (variants and lab-specific detectors) ---------------
     Misconception(

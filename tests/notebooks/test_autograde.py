@@ -1,9 +1,12 @@
 """Fixture submissions graded by nbgrader's real autograde.
 
 Per lab: the solution earns full marks, the untouched stub earns zero, and every
-catalogued mistake loses its exercise's points with the misconception named in
-the autograded notebook and in the feedback HTML. Mistakes in independent
-exercises share a submission, which keeps the number of kernel runs small.
+misconception the lab provokes (one representative fixture each) loses its
+exercise's points with the misconception named in the autograded notebook and
+in the feedback HTML. Mistakes in independent exercises share a submission,
+which keeps the number of kernel runs small; every fixture is also checked
+in-process (tests/unit/test_checker.py) and through `make grade`
+(tests/grading/test_grade_labs.py).
 """
 
 from __future__ import annotations
@@ -13,31 +16,10 @@ import pytest
 
 from coursetools.paths import lab_ids, solution_notebook
 from fixtures.course import ScratchCourse
-from fixtures.mistakes import MISTAKES, Mistake
-from fixtures.notebooks import cells_by_id, run_checks, solution_sources, submission
+from fixtures.mistakes import MISTAKES
+from fixtures.notebooks import cells_by_id, group_mistakes, representatives, run_checks, solution_sources, submission
 
 LABS = [lab for lab in lab_ids() if lab in MISTAKES]
-
-
-def group_mistakes(lab: str) -> list[list[Mistake]]:
-    """Pack mistakes into as few submissions as possible.
-
-    A mistake joins a group only if, run in-process with the group's other
-    mistakes, every member's check still fails naming its own misconception
-    (a broken helper in one exercise can otherwise mask another's diagnosis).
-    """
-    groups: list[list[Mistake]] = []
-    for m in MISTAKES[lab]:
-        for group in groups:
-            if any(o.cell == m.cell for o in group):
-                continue
-            outcome = run_checks(lab, solution_sources(lab, group + [m]))
-            if all(outcome[o.check] == o.misconception for o in group + [m]):
-                group.append(m)
-                break
-        else:
-            groups.append([m])
-    return groups
 
 
 @pytest.fixture(scope="module", params=LABS)
@@ -48,7 +30,7 @@ def graded(request, tmp_path_factory):
     course.add_lab(lab)
     course.submit("solution", lab, submission(lab))
     course.submit("stub", lab, submission(lab, solved=False))
-    groups = group_mistakes(lab)
+    groups = group_mistakes(lab, representatives(lab))
     for i, group in enumerate(groups):
         course.submit(f"mistakes{i}", lab, submission(lab, group))
     course.autograde(lab)

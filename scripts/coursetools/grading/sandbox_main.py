@@ -9,8 +9,10 @@ code runs it installs an audit hook (PEP 578; it cannot be removed) that
 * refuses subprocesses, signals to other processes, sockets, ctypes foreign
   calls, raising resource limits, and (for numpy-only labs) importing torch.
 
-The course's ``checker`` package is replaced by inert stubs here: checks run in
-the grader, never next to the code they judge.
+Checks run in the grader, never next to the code they judge. In numpy-only
+labs the course's ``checker`` package is replaced by inert stubs (it would
+bring torch in); in labs that use torch, the lab's checker module is imported
+before the guard so the helpers it offers students keep working.
 """
 
 from __future__ import annotations
@@ -284,9 +286,11 @@ def main() -> None:
     import math_utils  # noqa: F401
     for name in init.get("preload", []):
         __import__(name)
-    sys.meta_path.insert(0, _StubChecker())
-    for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
-        del sys.modules[name]
+    if init["numpy_only"]:
+        # The checker imports torch; in a numpy-only lab the submission gets inert stand-ins instead.
+        sys.meta_path.insert(0, _StubChecker())
+        for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
+            del sys.modules[name]
     install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
     runner = Runner(wire, send, recv)
     send({"ready": True})

@@ -51,6 +51,7 @@ class TrustedLab:
     grade_cells: list = field(default_factory=list)
     stub_sources: dict = field(default_factory=dict)
     numpy_only: bool = True
+    checker_module: str = ""
     _globals: dict | None = None
 
     @classmethod
@@ -70,7 +71,7 @@ class TrustedLab:
                 trusted.setup_cells.append((meta["grade_id"], cell.source))
         trusted.stub_sources = {nbgrader_meta(c)["grade_id"]: c.source for c in stub.cells
                                 if nbgrader_meta(c).get("solution")}
-        module_name = f"checker.lab{lab[:2]}"
+        module_name = trusted.checker_module = f"checker.lab{lab[:2]}"
         try:
             trusted.numpy_only = bool(getattr(importlib.import_module(module_name), "NUMPY_ONLY", True))
         except ImportError:

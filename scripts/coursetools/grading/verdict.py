@@ -61,7 +61,8 @@ class SubmissionRunner:
     def ensure(self) -> Sandbox:
         if self.sandbox is not None and self.sandbox.proc is not None:
             return self.sandbox
-        self.sandbox = Sandbox(self.trusted.numpy_only, preload=[] if self.trusted.numpy_only else ["torch"],
+        preload = [] if self.trusted.numpy_only else ["torch", self.trusted.checker_module]
+        self.sandbox = Sandbox(self.trusted.numpy_only, preload=preload,
                                limits=self.limits, isolation=self.isolation, workdir=self.workdir)
         self.sandbox.start()
         cells = list(self.trusted.setup_cells) + list(self.cells)

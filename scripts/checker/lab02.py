@@ -1,0 +1,538 @@
+"""Checks for lab 02 (optimizers from scratch).
+
+An optimizer check builds parameters and a seeded sequence of gradients, runs
+the student's optimizer and the matching ``torch.optim`` optimizer side by
+side in float64, and compares every parameter after every step. The gradient
+sequence does not depend on the parameters, so two correct implementations
+differ by rounding only, and a wrong one shows its mistake from the first step
+at which the mistake matters.
+
+Alongside torch, trusted numpy code runs the same steps while making each
+catalogued mistake (the *variants*), so a failure can name the misconception.
+
+Schedules are compared with ``torch.optim.lr_scheduler`` and with the worked
+table of the training-deep-networks reference; gradient clipping with
+``torch.nn.utils.clip_grad_norm_``.
+
+The student's objects are touched only through :func:`call_student` and
+:func:`student_attr`, so the same checks run against a sandboxed submission.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+
+from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
+from .exercise import ExerciseCheck
+from .student import Call, call_student, student_attr, unpack
+
+#: Every exercise of this lab is numpy only; the grader blocks ``import torch`` in student code.
+NUMPY_ONLY = True
+
+DT = torch.float64
+
+#: Parameters after each step, float64 against float64: only rounding may differ.
+OPTIM_TOL = GRADIENT_TOL
+
+#: The reference table prints six decimals: half a unit in the last place.
+TABLE_TOL = Tolerance(atol=5e-7, rtol=0.0)
+
+#: Steps run per optimizer case (the issue asks for at least 50).
+N_STEPS = 60
+
+
+# ---------------------------------------------------------------------------
+# Trusted numpy optimizers that can make one named mistake (for the variants)
+# ---------------------------------------------------------------------------
+
+
+class _NumpyOptimizer:
+    """The update rules of this lab in plain numpy, right or with one ``mistake``.
+
+    ``kind`` is one of sgd, momentum, nesterov, rmsprop, adam, adamw; ``mistake``
+    is a catalogue name, one of the ways of :data:`_REBINDING` (or None for the
+    right update). Used only to compute what a mistake produces; the reference
+    itself is always ``torch.optim``.
+    """
+
+    def __init__(self, kind, params, hyper, mistake=None):
+        self.kind, self.hyper, self.mistake = kind, dict(hyper), mistake
+        self.params = [np.array(p, dtype=np.float64) for p in params]
+        self.first = [np.zeros_like(p) for p in self.params]   # velocity, square average or m
+        self.second = [np.zeros_like(p) for p in self.params]  # v (Adam)
+        self.t = 0
+
+    def step(self, grads):
+        self.t += 1
+        with np.errstate(all="ignore"):  # the t = 0 mistake divides by zero on purpose
+            for i, g in enumerate(grads):
+                self.params[i] = self._update(i, self.params[i], np.asarray(g, dtype=np.float64))
+
+    def _update(self, i, p, g):
+        h, mistake = self.hyper, self.mistake
+        lr, wd = h["lr"], h.get("weight_decay", 0.0)
+        if mistake == "params-rebound":
+            return p
+        if mistake == "state-rebound":  # the running averages never carry over to the next step
+            self.first[i], self.second[i] = np.zeros_like(p), np.zeros_like(p)
+        if self.kind == "sgd":
+            if mistake == "weight-decay-not-scaled-by-lr":
+                return p - lr * g - wd * p
+            update = lr * (g + wd * p)
+            return p + update if mistake == "sign-flipped" else p - update
+        if self.kind in ("momentum", "nesterov"):
+            mu = h["momentum"]
+            g = g + wd * p
+            v = self.first[i] = mu * self.first[i] + ((1.0 - mu) * g if mistake == "momentum-dampened-form" else g)
+            if self.kind == "nesterov" and mistake != "nesterov-without-lookahead":
+                return p - lr * (g + mu * v)
+            return p - lr * v
+        if self.kind == "rmsprop":
+            alpha, eps = h["alpha"], h["eps"]
+            s = self.first[i] = alpha * self.first[i] + (1.0 - alpha) * g * g
+            denom = np.sqrt(s + eps) if mistake == "rmsprop-eps-inside-sqrt" else np.sqrt(s) + eps
+            return p - lr * g / denom
+        # Adam (coupled L2 decay) and AdamW (decoupled decay)
+        beta1, beta2 = h["betas"]
+        decay = {"adamw-decay-through-gradient": "coupled", "adam-decay-decoupled": "decoupled",
+                 "weight-decay-not-scaled-by-lr": "unscaled", "decay-rebound": "none"}.get(
+            mistake, "decoupled" if self.kind == "adamw" else "coupled")
+        if decay == "coupled":
+            g = g + wd * p
+        elif decay == "decoupled":
+            p = p * (1.0 - lr * wd)
+        elif decay == "unscaled":
+            p = p * (1.0 - wd)
+        m = self.first[i] = beta1 * self.first[i] + (1.0 - beta1) * g
+        v = self.second[i] = beta2 * self.second[i] + (1.0 - beta2) * g * g
+        if mistake == "adam-missing-bias-correction":
+            m_hat, v_hat = m, v
+        else:
+            t = self.t - 1 if mistake == "adam-t-starts-at-zero" else self.t
+            m_hat, v_hat = m / (1.0 - beta1 ** t), v / (1.0 - beta2 ** t)
+        return p - lr * m_hat / (np.sqrt(v_hat) + h["eps"])
+
+
+def _torch_optimizer(kind, leaves, hyper):
+    h = dict(hyper)
+    if kind == "sgd":
+        return torch.optim.SGD(leaves, lr=h["lr"], weight_decay=h.get("weight_decay", 0.0))
+    if kind in ("momentum", "nesterov"):
+        return torch.optim.SGD(leaves, lr=h["lr"], momentum=h["momentum"], nesterov=kind == "nesterov",
+                               weight_decay=h.get("weight_decay", 0.0))
+    if kind == "rmsprop":
+        return torch.optim.RMSprop(leaves, lr=h["lr"], alpha=h["alpha"], eps=h["eps"])
+    cls = torch.optim.AdamW if kind == "adamw" else torch.optim.Adam
+    return cls(leaves, lr=h["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h.get("weight_decay", 0.0))
+
+
+#: The ways of losing an update by rebinding a name (x = x - ...) instead of changing the array:
+#: the parameters never change; the optimizer's state restarts from zero at every step; AdamW's decay is lost.
+_REBINDING = ("params-rebound", "state-rebound", "decay-rebound")
+
+#: Mistakes whose variants each optimizer check computes.
+_VARIANTS = {
+    "sgd": ("sign-flipped", "weight-decay-not-scaled-by-lr", "params-rebound"),
+    "momentum": ("momentum-dampened-form", "params-rebound", "state-rebound"),
+    "nesterov": ("nesterov-without-lookahead", "momentum-dampened-form", "params-rebound", "state-rebound"),
+    "rmsprop": ("rmsprop-eps-inside-sqrt", "params-rebound", "state-rebound"),
+    "adam": ("adam-t-starts-at-zero", "adam-missing-bias-correction", "adam-decay-decoupled",
+             "params-rebound", "state-rebound"),
+    "adamw": ("adamw-decay-through-gradient", "weight-decay-not-scaled-by-lr",
+              "adam-t-starts-at-zero", "adam-missing-bias-correction",
+              "params-rebound", "state-rebound", "decay-rebound"),
+}
+#: Mistakes that only show when weight_decay > 0.
+_DECAY_MISTAKES = ("weight-decay-not-scaled-by-lr", "adam-decay-decoupled", "adamw-decay-through-gradient",
+                   "decay-rebound")
+
+_TORCH_NAMES = {"sgd": "torch.optim.SGD", "momentum": "torch.optim.SGD(momentum)",
+                "nesterov": "torch.optim.SGD(nesterov=True)", "rmsprop": "torch.optim.RMSprop",
+                "adam": "torch.optim.Adam", "adamw": "torch.optim.AdamW"}
+
+
+def make_gradient_sequence(seed, shapes, n_steps=N_STEPS):
+    """Initial parameters and a seeded gradient sequence for an optimizer check.
+
+    Each tensor gets its own gradient scale (from 0.05 to 3), so adaptive
+    optimizers and epsilon placement are exercised on small and large gradients.
+
+    Returns
+    -------
+    params : list of ndarray, one per shape
+    grads : list (one per step) of lists of ndarray shaped like ``params``
+    """
+    rng = np.random.default_rng(seed)
+    params = [rng.normal(0.0, 1.0, size=s) for s in shapes]
+    scales = np.geomspace(0.05, 3.0, num=len(shapes)) if len(shapes) > 1 else np.array([1.0])
+    drift = [rng.normal(0.0, 1.0, size=s) for s in shapes]  # a steady direction momentum can build on
+    grads = [[scale * (0.5 * d + rng.normal(0.0, 1.0, size=s)) for s, scale, d in zip(shapes, scales, drift)]
+             for _ in range(n_steps)]
+    return params, grads
+
+
+def _describe(hyper):
+    return ", ".join(f"{k}={v}" for k, v in hyper.items())
+
+
+def _student_params(opt, name, n):
+    params = student_attr(opt, "params", name)
+    if not isinstance(params, (list, tuple)) or len(params) != n:
+        got = type(params).__name__ + (f" of length {len(params)}" if isinstance(params, (list, tuple)) else "")
+        raise CheckFailure(f"{name}.params must stay a list of {n} arrays, one per parameter; it is a {got}.",
+                           "wrong-return-type")
+    return params
+
+
+def _method(opt, method, name):
+    try:
+        return getattr(opt, method)
+    except AttributeError:
+        raise CheckFailure(f"{name} has no method `{method}`; keep the names of the Optimizer interface.",
+                           "wrong-return-type") from None
+
+
+def _step(step_fn, name, grads, k):
+    """Call the student's step; name the t = 0 mistake when plain-float bias correction divides by 0."""
+    try:
+        return call_student(step_fn, f"{name}.step", grads=grads)
+    except CheckFailure as failure:
+        if k == 1 and name in ("Adam", "AdamW") and "ZeroDivisionError" in str(failure):
+            raise CheckFailure(
+                f"{failure}\n"
+                f"  Likely misconception [adam-t-starts-at-zero]: Adam's step counter is 0 at the first step, "
+                f"so 1 - beta**t = 0 (the division by zero above).\n"
+                f"  Fix: Start with self.t = 0 and increment it at the top of step(), before the bias corrections.\n"
+                f"  Read: TROUBLESHOOTING.md#adam-t-starts-at-zero", "adam-t-starts-at-zero") from None
+        raise
+
+
+def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, call_zero_grad=True):
+    """One optimizer, one set of shapes and hyper-parameters, ``n_steps`` steps against torch.
+
+    With ``call_zero_grad``, ``zero_grad()`` is called before every step, as in a training
+    loop. The first case of each check does it; that is enough to catch a zero_grad that
+    resets the state, and each call is a round trip to the grader's sandbox.
+    """
+    params0, grad_seq = make_gradient_sequence(seed, shapes, n_steps)
+    leaves = [torch.tensor(p, dtype=DT, requires_grad=True) for p in params0]
+    reference = _torch_optimizer(kind, leaves, hyper)
+    mistakes = [m for m in _VARIANTS[kind] if hyper.get("weight_decay", 0.0) or m not in _DECAY_MISTAKES]
+    sims = [(m, _NumpyOptimizer(kind, params0, hyper, m)) for m in mistakes]
+
+    opt = call_student(cls, name, params=params0, **hyper).result
+    step_fn = _method(opt, "step", name)
+    zero_grad = _method(opt, "zero_grad", name) if call_zero_grad else None
+    shapes_text = ", ".join(str(tuple(s)) for s in shapes)
+    for k, grads in enumerate(grad_seq, start=1):
+        for leaf, g in zip(leaves, grads):
+            leaf.grad = torch.tensor(g, dtype=DT)
+        reference.step()
+        for _, sim in sims:
+            sim.step(grads)
+        if zero_grad is not None:  # the loop a student would write: zero_grad() must not reset the state
+            call_student(zero_grad, f"{name}.zero_grad")
+        call = _step(step_fn, name, grads, k)
+        got = _student_params(opt, name, len(shapes))
+        for i, leaf in enumerate(leaves):
+            variants = {}
+            for m, sim in sims:
+                name_of = "update-not-in-place" if m in _REBINDING else m
+                variants.setdefault(name_of, []).append(sim.params[i])
+            variants = {m: ws[0] if len(ws) == 1 else ws for m, ws in variants.items()}
+            check.compare(f"params[{i}]", got[i], leaf.detach().numpy(), call,
+                          case=f"after step {k} of {n_steps}; shapes {shapes_text}; {_describe(hyper)}",
+                          variants=variants)
+    check.cases += 1
+
+
+def _check_optimizer(kind, cls, name, cases, seed, n_steps):
+    check = ExerciseCheck(name, reference=f"{_TORCH_NAMES[kind]} step for step", tol=OPTIM_TOL)
+    for j, (shapes, hyper) in enumerate(cases):
+        _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed + j, n_steps, call_zero_grad=j == 0)
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercises 1-6: the optimizers
+# ---------------------------------------------------------------------------
+
+_SHAPES = ((3,), (2, 4), (5, 1))
+
+
+def check_sgd(SGD, seed=0, shapes=_SHAPES, lr=0.07, weight_decay=0.05, n_steps=N_STEPS):
+    """Check ``SGD(params, lr, weight_decay)`` against ``torch.optim.SGD``, without and with weight decay."""
+    cases = [(shapes, dict(lr=lr, weight_decay=0.0)), (shapes, dict(lr=lr, weight_decay=weight_decay))]
+    return _check_optimizer("sgd", SGD, "SGD", cases, seed, n_steps)
+
+
+def check_momentum(SGDMomentum, seed=0, shapes=_SHAPES, lr=0.05, momentum=0.8, weight_decay=0.01,
+                   n_steps=N_STEPS):
+    """Check ``SGDMomentum(params, lr, momentum, weight_decay)`` against ``torch.optim.SGD(momentum=...)``."""
+    cases = [(shapes, dict(lr=lr, momentum=momentum, weight_decay=0.0)),
+             (shapes, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))]
+    return _check_optimizer("momentum", SGDMomentum, "SGDMomentum", cases, seed, n_steps)
+
+
+def check_nesterov(NesterovSGD, seed=0, shapes=_SHAPES, lr=0.03, momentum=0.9, weight_decay=0.02,
+                   n_steps=N_STEPS):
+    """Check ``NesterovSGD(params, lr, momentum, weight_decay)`` against ``torch.optim.SGD(nesterov=True)``."""
+    cases = [(shapes, dict(lr=lr, momentum=momentum, weight_decay=0.0)),
+             (shapes, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))]
+    return _check_optimizer("nesterov", NesterovSGD, "NesterovSGD", cases, seed, n_steps)
+
+
+def check_rmsprop(RMSProp, seed=0, shapes=_SHAPES, lr=0.01, alpha=0.9, eps=1e-3, n_steps=N_STEPS):
+    """Check ``RMSProp(params, lr, alpha, eps)`` against ``torch.optim.RMSprop``.
+
+    ``eps`` is far above its default so that where it sits (outside or inside
+    the square root) changes the numbers visibly.
+    """
+    cases = [(shapes, dict(lr=lr, alpha=alpha, eps=eps))]
+    return _check_optimizer("rmsprop", RMSProp, "RMSProp", cases, seed, n_steps)
+
+
+def check_adam(Adam, seed=0, shapes=_SHAPES, lr=0.01, betas=(0.8, 0.95), eps=1e-6, weight_decay=0.1,
+               n_steps=N_STEPS):
+    """Check ``Adam(params, lr, betas, eps, weight_decay)`` against ``torch.optim.Adam``.
+
+    The first case has no weight decay (bias correction from step 1 on); the
+    second has ``weight_decay`` > 0, which Adam adds to the gradient (coupled
+    L2), so a decoupled (AdamW-style) decay is told apart and named.
+    """
+    cases = [(shapes, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0)),
+             (shapes, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))]
+    return _check_optimizer("adam", Adam, "Adam", cases, seed, n_steps)
+
+
+def check_adamw(AdamW, seed=0, shapes=_SHAPES, lr=0.01, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.2,
+                n_steps=N_STEPS):
+    """Check ``AdamW(params, lr, betas, eps, weight_decay)`` against ``torch.optim.AdamW``."""
+    cases = [(shapes, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))]
+    return _check_optimizer("adamw", AdamW, "AdamW", cases, seed, n_steps)
+
+
+# ---------------------------------------------------------------------------
+# Exercises 7-8: learning-rate schedules
+# ---------------------------------------------------------------------------
+
+#: The worked table of the training-deep-networks reference (seed 003): peak 0.1,
+#: linear warmup from 0.001 over 100 steps, cosine over 1000 steps. Its cosine rows
+#: (250 to 1000) follow the cosine over all 1000 steps, not over the 900 after warmup.
+REFERENCE_TABLE = {0: 0.001000, 50: 0.050500, 100: 0.100000, 250: 0.085355,
+                   500: 0.050000, 750: 0.014645, 1000: 0.000000}
+TABLE_PEAK, TABLE_WARMUP, TABLE_TOTAL, TABLE_START_FACTOR = 0.1, 100, 1000, 0.01
+TABLE_REFERENCE = "the reference table (peak 0.1, 100 warmup steps, 1000 total)"
+
+
+def _torch_lrs(make_scheduler, base_lr, n_steps):
+    """Learning rate in effect at steps 0..n_steps-1 of a torch scheduler."""
+    leaf = torch.zeros(1, dtype=DT, requires_grad=True)
+    opt = torch.optim.SGD([leaf], lr=base_lr)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scheduler = make_scheduler(opt)
+        lrs = []
+        for _ in range(n_steps):
+            lrs.append(float(opt.param_groups[0]["lr"]))
+            opt.step()
+            scheduler.step()
+    return np.array(lrs)
+
+
+def _scalar(value):
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if type(value) is np.ndarray and value.shape == () and value.dtype.kind in "fi":
+        return float(value)
+    return None
+
+
+def _student_lrs(fn, name, steps, **kwargs):
+    """The student's schedule at each step, as one float64 array, with the calls' evidence."""
+    values, caught = [], []
+    for t in steps:
+        call = call_student(fn, name, step=int(t), **kwargs)
+        value = _scalar(call.result)
+        if value is None:
+            raise CheckFailure(f"{name}(step={int(t)}, ...) must return a float (the learning rate); "
+                               f"it returned a {describe_type(call.result)}.", "wrong-return-type")
+        values.append(value)
+        caught += call.warnings
+    return np.array(values), Call(None, caught, [])
+
+
+# The schedules' closed forms, used for the variants (the reference is torch).
+def _warmup(t, peak, warmup, start_factor):
+    return peak * (start_factor + (1.0 - start_factor) * min(t, warmup) / warmup)
+
+
+def _cosine(t, peak, total, min_lr):
+    return min_lr + 0.5 * (peak - min_lr) * (1.0 + np.cos(np.pi * t / total))
+
+
+def _step_decay(t, base, step_size, gamma):
+    return base * gamma ** (t // step_size)
+
+
+def _warmup_cosine(t, peak, warmup, total, start_factor, min_lr, shift_warmup=0, shift_cosine=0,
+                   global_cosine=False):
+    if t < warmup:
+        return _warmup(t + shift_warmup, peak, warmup, start_factor)
+    if global_cosine:
+        return _cosine(t, peak, total, min_lr)
+    return _cosine(t - warmup + shift_cosine, peak, total - warmup, min_lr)
+
+
+def _shifted(fn, steps):
+    """What an off-by-one produces: the schedule one step late and one step early."""
+    return [np.array([fn(t + 1) for t in steps]), np.array([fn(t - 1) for t in steps])]
+
+
+def _compare_schedule(check, quantity, fn, name, steps, expected, kwargs, closed_form, case, reference=None,
+                      extra_variants=None):
+    got, call = _student_lrs(fn, name, steps, **kwargs)
+    variants = {"schedule-off-by-one": _shifted(closed_form, steps)}
+    for key, value in (extra_variants or {}).items():  # several ways to make the same mistake: a list
+        variants[key] = variants.get(key, []) + (value if isinstance(value, list) else [value])
+    extra = {"reference": reference} if reference else {}
+    check.compare(quantity, got, expected, call, case=case, variants=variants, **extra)
+    check.cases += 1
+
+
+def check_schedules(step_decay_lr, linear_warmup_lr, cosine_lr, base_lr=0.3, step_size=7, gamma=0.5,
+                    warmup_steps=10, start_factor=0.1, total_steps=50, min_lr=0.01, table=True):
+    """Check the three basic schedules against torch's StepLR, LinearLR and CosineAnnealingLR.
+
+    Every step from 0 to a few past the schedule's horizon is compared. With
+    ``table``, the warmup and cosine rows of the reference table are checked too.
+    """
+    check = ExerciseCheck("learning-rate schedules", reference="torch.optim.lr_scheduler")
+    lr_sched = torch.optim.lr_scheduler
+
+    steps = np.arange(5 * step_size + 3)
+    expected = _torch_lrs(lambda o: lr_sched.StepLR(o, step_size=step_size, gamma=gamma), base_lr, steps.size)
+    kwargs = dict(base_lr=base_lr, step_size=step_size, gamma=gamma)
+    _compare_schedule(check, "step_decay_lr", step_decay_lr, "step_decay_lr", steps, expected, kwargs,
+                      lambda t: _step_decay(t, base_lr, step_size, gamma), _describe(kwargs),
+                      reference="torch StepLR")
+
+    steps = np.arange(warmup_steps + 6)
+    expected = _torch_lrs(lambda o: lr_sched.LinearLR(o, start_factor=start_factor, end_factor=1.0,
+                                                      total_iters=warmup_steps), base_lr, steps.size)
+    kwargs = dict(peak_lr=base_lr, warmup_steps=warmup_steps, start_factor=start_factor)
+    _compare_schedule(check, "linear_warmup_lr", linear_warmup_lr, "linear_warmup_lr", steps, expected, kwargs,
+                      lambda t: _warmup(t, base_lr, warmup_steps, start_factor), _describe(kwargs),
+                      reference="torch LinearLR")
+
+    steps = np.arange(total_steps + 1)
+    expected = _torch_lrs(lambda o: lr_sched.CosineAnnealingLR(o, T_max=total_steps, eta_min=min_lr),
+                          base_lr, steps.size)
+    kwargs = dict(base_lr=base_lr, total_steps=total_steps, min_lr=min_lr)
+    _compare_schedule(check, "cosine_lr", cosine_lr, "cosine_lr", steps, expected, kwargs,
+                      lambda t: _cosine(t, base_lr, total_steps, min_lr), _describe(kwargs),
+                      reference="torch CosineAnnealingLR")
+
+    check.passed()
+    if table:
+        check = ExerciseCheck("learning-rate schedules", reference=TABLE_REFERENCE, tol=TABLE_TOL)
+        rows = [t for t in REFERENCE_TABLE if t <= TABLE_WARMUP]
+        kwargs = dict(peak_lr=TABLE_PEAK, warmup_steps=TABLE_WARMUP, start_factor=TABLE_START_FACTOR)
+        _compare_schedule(check, f"linear_warmup_lr at steps {rows}", linear_warmup_lr, "linear_warmup_lr",
+                          rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
+                          lambda t: _warmup(t, TABLE_PEAK, TABLE_WARMUP, TABLE_START_FACTOR), _describe(kwargs))
+        rows = [t for t in REFERENCE_TABLE if t > TABLE_WARMUP]
+        kwargs = dict(base_lr=TABLE_PEAK, total_steps=TABLE_TOTAL, min_lr=0.0)
+        _compare_schedule(check, f"cosine_lr at steps {rows}", cosine_lr, "cosine_lr",
+                          rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
+                          lambda t: _cosine(t, TABLE_PEAK, TABLE_TOTAL, 0.0), _describe(kwargs))
+        check.passed()
+
+
+def check_warmup_cosine(warmup_cosine_lr, peak_lr=0.2, warmup_steps=8, total_steps=60, start_factor=0.05,
+                        min_lr=0.002, table=True):
+    """Check ``warmup_cosine_lr`` against torch's SequentialLR(LinearLR, CosineAnnealingLR).
+
+    The cosine runs over the ``total_steps - warmup_steps`` steps after warmup.
+    With ``table``, the reference table's rows that this schedule shares
+    (0, 50, 100 and 1000) are checked too.
+    """
+    check = ExerciseCheck("warmup_cosine_lr", reference="torch SequentialLR(LinearLR, CosineAnnealingLR)")
+    lr_sched = torch.optim.lr_scheduler
+
+    def torch_schedule(o, peak, warmup, total, s, low):
+        return lr_sched.SequentialLR(o, [lr_sched.LinearLR(o, start_factor=s, end_factor=1.0, total_iters=warmup),
+                                         lr_sched.CosineAnnealingLR(o, T_max=total - warmup, eta_min=low)],
+                                     milestones=[warmup])
+
+    def variants_for(steps, args):
+        return {"schedule-off-by-one": [np.array([_warmup_cosine(t, *args, shift_cosine=d) for t in steps])
+                                        for d in (1, -1)]
+                + [np.array([_warmup_cosine(t, *args, shift_warmup=d) for t in steps]) for d in (1, -1)],
+                "cosine-ignores-warmup": np.array([_warmup_cosine(t, *args, global_cosine=True) for t in steps])}
+
+    args = (peak_lr, warmup_steps, total_steps, start_factor, min_lr)
+    steps = np.arange(total_steps + 1)
+    expected = _torch_lrs(lambda o: torch_schedule(o, *args), peak_lr, steps.size)
+    kwargs = dict(peak_lr=peak_lr, warmup_steps=warmup_steps, total_steps=total_steps,
+                  start_factor=start_factor, min_lr=min_lr)
+    _compare_schedule(check, "learning rate", warmup_cosine_lr, "warmup_cosine_lr", steps, expected, kwargs,
+                      lambda t: _warmup_cosine(t, *args), _describe(kwargs), extra_variants=variants_for(steps, args))
+
+    check.passed()
+    if table:
+        check = ExerciseCheck("warmup_cosine_lr", reference=TABLE_REFERENCE, tol=TABLE_TOL)
+        args = (TABLE_PEAK, TABLE_WARMUP, TABLE_TOTAL, TABLE_START_FACTOR, 0.0)
+        rows = [0, 50, 100, 1000]  # the rows where the table's cosine and this one agree (see REFERENCE_TABLE)
+        kwargs = dict(peak_lr=TABLE_PEAK, warmup_steps=TABLE_WARMUP, total_steps=TABLE_TOTAL,
+                      start_factor=TABLE_START_FACTOR, min_lr=0.0)
+        _compare_schedule(check, f"learning rate at steps {rows}", warmup_cosine_lr, "warmup_cosine_lr",
+                          rows, [REFERENCE_TABLE[t] for t in rows], kwargs, lambda t: _warmup_cosine(t, *args),
+                          _describe(kwargs), extra_variants=variants_for(rows, args))
+        check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 9: gradient clipping by global norm
+# ---------------------------------------------------------------------------
+
+_CLIP_SHAPES = ((4, 3), (5,), (2, 2, 2))
+#: (gradient scale, max_norm): clipped with small norms (where PyTorch's 1e-6 shows),
+#: clipped with ordinary norms, and below the threshold (left untouched).
+_CLIP_CASES = ((0.004, 0.005), (1.0, 1.0), (1.0, 100.0))
+
+
+def check_clip_grad_norm(clip_grad_norm, seed=0, shapes=_CLIP_SHAPES, cases=_CLIP_CASES):
+    """Check ``clip_grad_norm(grads, max_norm) -> (total_norm, clipped)`` against
+    ``torch.nn.utils.clip_grad_norm_``: the returned norm and every clipped gradient.
+    """
+    check = ExerciseCheck("clip_grad_norm", reference="torch clip_grad_norm_")
+    for j, (scale, max_norm) in enumerate(cases):
+        rng = np.random.default_rng(seed + j)
+        grads = [scale * rng.normal(size=s) for s in shapes]
+        leaves = [torch.zeros(s, dtype=DT, requires_grad=True) for s in shapes]
+        for leaf, g in zip(leaves, grads):
+            leaf.grad = torch.tensor(g, dtype=DT)
+        total = float(torch.nn.utils.clip_grad_norm_(leaves, max_norm))
+
+        call = call_student(clip_grad_norm, "clip_grad_norm", grads=grads, max_norm=max_norm)
+        got_norm, got = unpack(call.result, "clip_grad_norm", ("total_norm", "clipped"))
+        if not isinstance(got, (list, tuple)) or len(got) != len(grads):
+            raise CheckFailure(f"clip_grad_norm must return the clipped gradients as a list of {len(grads)} "
+                               f"arrays; it returned a {describe_type(got)}.", "wrong-return-type")
+        state = "clipped" if total > max_norm else "below the threshold"
+        where = f"case {j + 1}: global norm {total:.4g}, max_norm {max_norm} ({state})"
+        norms = [np.sqrt(np.sum(g * g)) for g in grads]
+        per_tensor = [g * min(1.0, max_norm / (n + 1e-6)) for g, n in zip(grads, norms)]
+        no_eps = [g * min(1.0, max_norm / total) for g in grads]
+        check.compare("total_norm", got_norm, total, call, case=where)
+        for i, leaf in enumerate(leaves):
+            check.compare(f"clipped[{i}]", got[i], leaf.grad.numpy(), call, case=where,
+                          variants={"clipping-per-tensor": per_tensor[i], "clip-norm-missing-epsilon": no_eps[i]})
+        check.cases += 1
+    return check.passed()

@@ -1,0 +1,410 @@
+"""Checks for lab 04 (SVD and LoRA).
+
+Each ``check_*`` function builds its inputs from a seed, calls the student's
+function on private copies through :func:`call_student`, computes the
+reference with PyTorch in float64 (``torch.linalg`` for the SVD exercises,
+autograd for the LoRA backward pass), and compares every quantity. Next to
+the reference it computes, with trusted numpy code, what known mistakes would
+produce on the same inputs (the *variants*), so a failure names the
+misconception.
+
+Singular vectors are unique only up to sign, so U and Vt are compared after
+:func:`canonical_signs` puts every vector in a fixed sign convention; the
+singular values and the reconstruction need no such care.
+
+Visible checks use the default seed; the hidden checks in the grade cells
+pass other seeds and shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .compare import Tolerance
+from .exercise import ExerciseCheck
+from .student import call_student, unpack
+
+#: The exercises are numpy only: the grader blocks torch inside student code.
+NUMPY_ONLY = True
+
+DT = torch.float64
+
+#: Two float64 SVDs (numpy's and PyTorch's LAPACK calls) agree to ~1e-14 on these small,
+#: well-separated spectra; the gradient tolerance leaves a wide margin.
+SVD_TOL = Tolerance(atol=1e-10, rtol=1e-7)
+
+
+def _t(a) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=DT)
+
+
+def _leaf(a) -> torch.Tensor:
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=DT, requires_grad=True)
+
+
+def _is_float_matrix(a) -> bool:
+    return (type(a) is np.ndarray and a.ndim == 2 and a.dtype.kind == "f" and a.size > 0
+            and bool(np.all(np.isfinite(a))))
+
+
+def canonical_signs(vectors: np.ndarray, axis: int) -> np.ndarray:
+    """Flip each singular vector so that its entry of largest magnitude is positive.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (m, k)
+        The vectors along ``axis``: columns of U (``axis=0``) or rows of Vt (``axis=1``).
+    axis : int
+        0 when the vectors are columns, 1 when they are rows.
+
+    Returns
+    -------
+    ndarray, same shape and float dtype (so a float32 answer is still reported as one): a private copy.
+    """
+    v = np.array(vectors, copy=True)
+    if v.dtype.kind != "f":
+        v = v.astype(np.float64)
+    cols = v if axis == 0 else v.T
+    biggest = np.argmax(np.abs(cols), axis=0)
+    signs = np.sign(cols[biggest, np.arange(cols.shape[1])])
+    signs[signs == 0] = 1.0
+    cols *= signs  # a view into v
+    return v
+
+
+def _canonical_or_raw(received, axis: int):
+    """Sign-canonical copy of a student's U or Vt; anything odd is passed on untouched for compare()."""
+    return canonical_signs(received, axis) if _is_float_matrix(received) else received
+
+
+def _full_completion(received, reduced: np.ndarray, axis: int):
+    """What ``full_matrices=True`` returned, if ``received`` is exactly that.
+
+    A full U is the reduced U followed by an orthonormal basis of the rest of the
+    space; that basis is not unique (any rotation of it is as valid), so the variant
+    is built from the student's own extra vectors once trusted code has verified
+    that (a) the array is square with the full size, (b) it is orthogonal and (c) its
+    first k vectors are the reduced ones. Returns None otherwise.
+    """
+    if not _is_float_matrix(received):
+        return None
+    size = reduced.shape[axis]
+    k = reduced.shape[1 - axis]
+    if received.shape != (size, size) or size == k:
+        return None
+    if not np.allclose(received.T @ received, np.eye(size), atol=1e-8):
+        return None
+    first = received[:, :k] if axis == 0 else received[:k, :]
+    if not np.allclose(canonical_signs(first, axis), canonical_signs(reduced, axis), atol=1e-8):
+        return None
+    return canonical_signs(received, axis)
+
+
+# ---------------------------------------------------------------------------
+# Exercise 1: the reduced SVD and reconstruction
+# ---------------------------------------------------------------------------
+
+
+def _torch_svd(M: np.ndarray):
+    U, S, Vh = torch.linalg.svd(_t(M), full_matrices=False)
+    return U.numpy().copy(), S.numpy().copy(), Vh.numpy().copy()
+
+
+def check_svd(reduced_svd, reconstruct, seed=0, shapes=((6, 4), (3, 5))):
+    """Check ``reduced_svd(M) -> (U, S, Vt)`` and ``reconstruct(U, S, Vt) -> M``.
+
+    ``shapes`` lists (m, n) pairs; include tall and wide matrices, since
+    ``full_matrices=True`` enlarges U for a tall matrix and Vt for a wide one.
+    U and Vt are compared after fixing each vector's sign (see :func:`canonical_signs`).
+    """
+    check = ExerciseCheck("reduced SVD", reference="torch.linalg.svd", tol=SVD_TOL)
+    for j, (m, n) in enumerate(shapes):
+        M = np.random.default_rng(seed + j).normal(size=(m, n))
+        U_ref, S_ref, Vt_ref = _torch_svd(M)
+        where = f"M of shape {(m, n)}"
+
+        call = call_student(reduced_svd, "reduced_svd", M=M)
+        U, S, Vt = unpack(call.result, "reduced_svd", ("U", "S", "Vt"))
+        check.compare("S", S, S_ref, call, case=where)
+        full_U = _full_completion(U, U_ref, axis=0)
+        check.compare("U", _canonical_or_raw(U, 0), canonical_signs(U_ref, 0), call, case=where,
+                      variants={"svd-full-matrices": full_U} if full_U is not None else None)
+        full_Vt = _full_completion(Vt, Vt_ref, axis=1)
+        check.compare("Vt", _canonical_or_raw(Vt, 1), canonical_signs(Vt_ref, 1), call, case=where,
+                      variants={"svd-full-matrices": full_Vt} if full_Vt is not None else None)
+        # Signs were fixed per vector above; the pairs must still agree, or the factors rebuild another matrix.
+        check.compare("M rebuilt from your U, S, Vt", (U * S) @ Vt, M, case=where, reference="M itself")
+
+        call = call_student(reconstruct, "reconstruct", U=U_ref, S=S_ref, Vt=Vt_ref)
+        rebuilt = (_t(U_ref) @ torch.diag(_t(S_ref)) @ _t(Vt_ref)).numpy()
+        check.compare("reconstruct(U, S, Vt)", call.result, rebuilt, call, case=where, reference="torch matmul")
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 2: Eckart-Young, the best rank-k approximation and its errors
+# ---------------------------------------------------------------------------
+
+
+def _kept(S: np.ndarray, k: int) -> tuple[float, float]:
+    """Frobenius and spectral norms of the rank-k approximation itself (the kept part)."""
+    return float(np.sqrt(np.sum(S[:k] ** 2))), float(S[0]) if k > 0 else 0.0
+
+
+def _tail(S: np.ndarray, k: int) -> tuple[float, float]:
+    """The right errors for keeping k values (0 <= k <= len(S))."""
+    return float(np.sqrt(np.sum(S[k:] ** 2))), float(S[k]) if k < len(S) else 0.0
+
+
+def _truncate(U, S, Vt, k):
+    return (U[:, :k] * S[:k]) @ Vt[:k, :]
+
+
+def check_low_rank(low_rank_approx, rank_k_errors, seed=0, shape=(6, 4), ranks=(2, 1, 4)):
+    """Check ``low_rank_approx(M, k) -> M_k`` and ``rank_k_errors(S, k) -> (frobenius, spectral)``.
+
+    The errors the student computes from the singular values alone are compared
+    with ``torch.linalg.matrix_norm`` of ``M - M_k`` computed directly. Put a rank
+    of at least 2 first: at k = 1 the largest kept value S[0] is also S[k - 1], so
+    two mistakes give the same spectral error there and the first failure names one.
+    """
+    check = ExerciseCheck("Eckart-Young", reference="torch.linalg (direct computation)", tol=SVD_TOL)
+    M = np.random.default_rng(seed).normal(size=shape)
+    Mt = _t(M)
+    Ut, St, Vht = torch.linalg.svd(Mt, full_matrices=False)
+    U, S, Vt = Ut.numpy().copy(), St.numpy().copy(), Vht.numpy().copy()
+    n_values = len(S)
+    for k in ranks:
+        where = f"k={k}, M of shape {shape}"
+        M_k = (Ut[:, :k] @ torch.diag(St[:k]) @ Vht[:k, :])
+        residual = Mt - M_k
+        frob_ref = torch.linalg.matrix_norm(residual, ord="fro").item()
+        spec_ref = torch.linalg.matrix_norm(residual, ord=2).item()
+
+        call = call_student(low_rank_approx, "low_rank_approx", M=M, k=k)
+        neighbours = [_truncate(U, S, Vt, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
+        check.compare("M_k", call.result, M_k.numpy(), call, case=where,
+                      variants={"rank-k-off-by-one": neighbours})
+
+        call = call_student(rank_k_errors, "rank_k_errors", S=S, k=k)
+        frob, spec = unpack(call.result, "rank_k_errors", ("frobenius", "spectral"))
+        kept_frob, kept_spec = _kept(S, k)
+        shifted = [_tail(S, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
+        check.compare("Frobenius error", frob, frob_ref, call, case=where,
+                      variants={"rank-k-error-from-kept": kept_frob,
+                                "rank-k-off-by-one": [f for f, _ in shifted]})
+        check.compare("spectral error", spec, spec_ref, call, case=where,
+                      variants={"rank-k-error-from-kept": kept_spec,
+                                "rank-k-off-by-one": [s for _, s in shifted]})
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3: energy captured and the rank for a target energy
+# ---------------------------------------------------------------------------
+
+
+def _decaying_spectrum(seed: int, n: int) -> np.ndarray:
+    """Singular values of a random matrix with a geometrically decaying spectrum, largest first."""
+    rng = np.random.default_rng(seed)
+    Q1, _ = np.linalg.qr(rng.normal(size=(n + 3, n)))
+    Q2, _ = np.linalg.qr(rng.normal(size=(n, n)))
+    M = (Q1 * (0.7 ** np.arange(n) * rng.uniform(0.8, 1.2, size=n))) @ Q2.T
+    return torch.linalg.svdvals(_t(M)).numpy().copy()
+
+
+def _rank_for(energy: np.ndarray, target: float) -> int:
+    return int(np.argmax(energy >= target)) + 1
+
+
+def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(0.5, 0.9, 0.99)):
+    """Check ``energy_captured(S) -> (len(S),)`` and ``rank_for_energy(S, target) -> int``.
+
+    Targets are kept away from the cumulative energies, so rounding cannot decide a rank.
+    """
+    check = ExerciseCheck("energy and rank", reference="torch (cumsum of S**2)", tol=SVD_TOL)
+    S = _decaying_spectrum(seed, n_values)
+    St = _t(S)
+    energy_ref = (torch.cumsum(St ** 2, 0) / torch.sum(St ** 2)).numpy()
+    unsquared = np.cumsum(S) / np.sum(S)
+    if np.min(np.abs(energy_ref[:, None] - np.asarray(targets)[None, :])) < 1e-6:
+        raise ValueError("a target lies on a cumulative energy; choose other targets")  # check author's bug
+
+    call = call_student(energy_captured, "energy_captured", S=S)
+    check.compare("energy", call.result, energy_ref, call, variants={"energy-not-squared": unsquared})
+    for target in targets:
+        k_ref = int((energy_ref < target).sum()) + 1  # count of values still short of the target, plus one
+        call = call_student(rank_for_energy, "rank_for_energy", S=S, target=target)
+        wrong_unsquared = _rank_for(unsquared, target)
+        check.compare("rank", call.result, k_ref, call, case=f"target={target}", require_float64=False,
+                      variants={"rank-k-off-by-one": [k_ref - 1, k_ref + 1],
+                                "energy-not-squared": wrong_unsquared if wrong_unsquared != k_ref else None})
+    check.cases = 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# LoRA inputs shared by exercises 4-6
+# ---------------------------------------------------------------------------
+
+
+def _lora_inputs(seed, n, d_in, d_out, r):
+    """x, frozen W, A and a non-zero B (a zero B would hide a wrong dL/dA), and an upstream gradient."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, d_in))
+    W = rng.normal(size=(d_out, d_in)) / np.sqrt(d_in)
+    A = rng.normal(size=(r, d_in)) / np.sqrt(d_in)
+    B = rng.normal(size=(d_out, r))
+    dL_dy = rng.normal(size=(n, d_out))
+    return x, W, A, B, dL_dy
+
+
+def _wrong_scales(alpha: float, r: int) -> list[float]:
+    """Scalings a student might use instead of alpha / r: none, alpha alone, 1 / r, r / alpha."""
+    right = alpha / r
+    return [s for s in (1.0, alpha, 1.0 / r, r / alpha) if abs(s - right) > 1e-12]
+
+
+def _lora_numpy(x, W, A, B, dL_dy, scale):
+    """Trusted forward and backward pass with a given scaling (for variants)."""
+    h = x @ A.T
+    y = x @ W.T + scale * h @ B.T
+    dL_dh = scale * dL_dy @ B
+    return y, dL_dh.T @ x, scale * dL_dy.T @ h, dL_dy @ W + dL_dh @ A
+
+
+# ---------------------------------------------------------------------------
+# Exercise 4: initialisation, B = 0 and A random
+# ---------------------------------------------------------------------------
+
+
+def check_lora_init(init_lora, seed=0, dims=((5, 3, 2),), alpha=4.0, n_samples=4):
+    """Check ``init_lora(d_in, d_out, r, seed) -> (A, B)``.
+
+    ``dims`` lists (d_in, d_out, r). A must be the draw the docstring specifies, B
+    must be exactly zero, and the layer at initialisation must compute the
+    pretrained layer's output (checked with ``torch.nn.functional.linear``).
+    """
+    check = ExerciseCheck("init_lora", reference="the specified initialisation")
+    for j, (d_in, d_out, r) in enumerate(dims):
+        init_seed = seed + 10 * j
+        where = f"d_in={d_in}, d_out={d_out}, r={r}"
+        A_ref = np.random.default_rng(init_seed).normal(0.0, 1.0 / np.sqrt(d_in), size=(r, d_in))
+        call = call_student(init_lora, "init_lora", d_in=d_in, d_out=d_out, r=r, seed=init_seed)
+        A, B = unpack(call.result, "init_lora", ("A", "B"))
+        # A zero A next to a non-zero B is the swapped initialisation.
+        swapped = _is_float_matrix(B) and B.shape == (d_out, r) and np.any(B != 0)
+        check.compare("A", A, A_ref, call, case=where,
+                      variants={"lora-init-swapped": np.zeros((r, d_in))} if swapped else None)
+        check.compare("B", B, np.zeros((d_out, r)), call, case=where)
+
+        rng = np.random.default_rng(init_seed + 1)
+        x, W = rng.normal(size=(n_samples, d_in)), rng.normal(size=(d_out, d_in))
+        pretrained = torch.nn.functional.linear(_t(x), _t(W))
+        adapted = pretrained + (alpha / r) * torch.nn.functional.linear(
+            torch.nn.functional.linear(_t(x), _t(A)), _t(B))
+        check.compare("layer output at init", adapted.numpy(), pretrained.numpy(), case=where,
+                      reference="the pretrained layer (torch.nn.functional.linear)")
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 5: the LoRA layer, forward and hand-derived backward
+# ---------------------------------------------------------------------------
+
+
+def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((4, 5, 3, 2),), alpha=4.0):
+    """Check ``lora_forward(x, W, A, B, alpha) -> y`` and
+    ``lora_backward(dL_dy, x, W, A, B, alpha) -> (dL_dA, dL_dB, dL_dx)`` against autograd.
+
+    ``dims`` lists (n_samples, d_in, d_out, r). B is random (not zero) so that every
+    gradient, dL/dA included, is non-zero and a wrong formula shows.
+    """
+    check = ExerciseCheck("LoRA layer")
+    for j, (n, d_in, d_out, r) in enumerate(dims):
+        x, W, A, B, dL_dy = _lora_inputs(seed + j, n, d_in, d_out, r)
+        where = f"N={n}, d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}"
+        xt, At, Bt = _leaf(x), _leaf(A), _leaf(B)
+        Wt = _t(W)  # frozen: no gradient
+        yt = xt @ Wt.T + (alpha / r) * (xt @ At.T) @ Bt.T
+        yt.backward(_t(dL_dy))
+
+        unscaled = [_lora_numpy(x, W, A, B, dL_dy, s) for s in _wrong_scales(alpha, r)]
+        right = _lora_numpy(x, W, A, B, dL_dy, alpha / r)
+
+        call = call_student(lora_forward, "lora_forward", x=x, W=W, A=A, B=B, alpha=alpha)
+        check.compare("y", call.result, yt.detach().numpy(), call, case=where, reference="PyTorch forward",
+                      variants={"lora-missing-scaling": [u[0] for u in unscaled]})
+
+        call = call_student(lora_backward, "lora_backward", dL_dy=dL_dy, x=x, W=W, A=A, B=B, alpha=alpha)
+        dL_dA, dL_dB, dL_dx = unpack(call.result, "lora_backward", ("dL_dA", "dL_dB", "dL_dx"))
+        check.compare("dL/dA", dL_dA, At.grad.numpy(), call, case=where,
+                      variants={"lora-gradient-transposed": right[1].T,
+                                "lora-missing-scaling": [u[1] for u in unscaled]})
+        check.compare("dL/dB", dL_dB, Bt.grad.numpy(), call, case=where,
+                      variants={"lora-gradient-transposed": right[2].T,
+                                "lora-missing-scaling": [u[2] for u in unscaled]})
+        check.compare("dL/dx", dL_dx, xt.grad.numpy(), call, case=where,
+                      variants={"lora-dx-missing-adapter": dL_dy @ W,
+                                "lora-missing-scaling": [u[3] for u in unscaled]})
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 6: merging the adapter into W
+# ---------------------------------------------------------------------------
+
+
+def check_lora_merge(merge_lora, seed=0, dims=((5, 3, 2),), alpha=4.0):
+    """Check ``merge_lora(W, A, B, alpha) -> W_merged`` of shape (d_out, d_in).
+
+    The reference is ``W + (alpha / r) B A`` in torch; the merged layer must then
+    compute what the unmerged LoRA layer computes.
+    """
+    check = ExerciseCheck("merge_lora", reference="torch")
+    for j, (d_in, d_out, r) in enumerate(dims):
+        x, W, A, B, _ = _lora_inputs(seed + j, 3, d_in, d_out, r)
+        where = f"d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}"
+        merged_ref = _t(W) + (alpha / r) * _t(B) @ _t(A)
+        call = call_student(merge_lora, "merge_lora", W=W, A=A, B=B, alpha=alpha)
+        check.compare("W_merged", call.result, merged_ref.numpy(), call, case=where,
+                      variants={"lora-missing-scaling": [W + s * B @ A for s in _wrong_scales(alpha, r)],
+                                "sign-flipped": W - (alpha / r) * B @ A})
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 7: parameter counts
+# ---------------------------------------------------------------------------
+
+
+def check_param_counts(lora_param_counts, cases=((768, 768, 1), (768, 768, 8), (768, 768, 16))):
+    """Check ``lora_param_counts(d_in, d_out, r) -> (n_full, n_lora, reduction_percent)``.
+
+    The reference counts the elements of a bias-free ``torch.nn.Linear`` weight and of
+    LoRA's two factors, shaped as PyTorch would hold them (no memory is allocated).
+    """
+    check = ExerciseCheck("lora_param_counts", reference="torch parameter counts", tol=Tolerance(1e-9, 1e-12))
+    for d_in, d_out, r in cases:
+        where = f"d_in={d_in}, d_out={d_out}, r={r}"
+        with torch.device("meta"):
+            full = torch.nn.Linear(d_in, d_out, bias=False).weight.numel()
+            lora = torch.empty(r, d_in).numel() + torch.empty(d_out, r).numel()
+        call = call_student(lora_param_counts, "lora_param_counts", d_in=d_in, d_out=d_out, r=r)
+        n_full, n_lora, percent = unpack(call.result, "lora_param_counts", ("n_full", "n_lora", "reduction_percent"))
+        check.compare("n_full", n_full, full, call, case=where, require_float64=False)
+        check.compare("n_lora", n_lora, lora, call, case=where, require_float64=False)
+        check.compare("reduction_percent", percent, 100.0 * (1.0 - lora / full), call, case=where,
+                      require_float64=False)
+        check.cases += 1
+    return check.passed()
+
+
+__all__ = ["NUMPY_ONLY", "canonical_signs", "check_svd", "check_low_rank", "check_energy", "check_lora_init",
+           "check_lora_layer", "check_lora_merge", "check_param_counts"]
