@@ -487,6 +487,53 @@ CATALOGUE: list[Misconception] = [
         ("05_probability",)),
     # -- end of lab 05 entries --
     # -- lab 06 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "he-variance-wrong",
+        "He initialisation with the wrong variance (fan-out instead of fan-in, or 1 / n_in instead of 2 / n_in)",
+        "Draw W of shape (n_in, n_out) with standard deviation sqrt(2 / n_in): n_in = W.shape[0] is the fan-in, "
+        "and the 2 makes up for ReLU zeroing half of its inputs.",
+        # The check judges sample statistics (random) against each mistake and passes the ones they fit.
+        variant("he-variance-wrong"), ("06_training_dynamics",)),
+    Misconception(
+        "init-std-as-variance",
+        "the target variance passed where numpy expects a standard deviation",
+        "rng.normal(loc, scale, size) takes the standard deviation: scale = np.sqrt(2 / n_in) (He) or "
+        "np.sqrt(2 / (n_in + n_out)) (Xavier), not the variance itself.",
+        variant("init-std-as-variance"), ("06_training_dynamics",)),
+    Misconception(
+        "nan-locator-not-first",
+        "the module reported is not the first to produce a non-finite value (a later one, or the whole model)",
+        "Hooks fire in execution order, children before their container: keep the first name whose output "
+        "is not finite (hits[0]), not the last one, and do not order by model.named_modules().",
+        variant("nan-locator-not-first"), ("06_training_dynamics",)),
+    Misconception(
+        "accumulation-not-divided-by-k",
+        "gradient accumulation without dividing each micro-batch loss by k (k times the big-batch gradient)",
+        "Backpropagate loss / k for each of the k micro-batches, so the summed .grad equals the mean over "
+        "the whole batch.",
+        variant("accumulation-not-divided-by-k"), ("06_training_dynamics",)),
+    Misconception(
+        "clipping-after-step",
+        "gradients clipped after optimizer.step(), when the update has already used them",
+        "Clip between loss.backward() and optimizer.step(): backward, clip_grad_norm_, step.",
+        variant("clipping-after-step"), ("06_training_dynamics",)),
+    Misconception(
+        "missing-zero-grad",
+        "gradients never zeroed between steps, so every step adds the new gradient to all the old ones",
+        "Call optimizer.zero_grad() once per step, before loss.backward() (or right after optimizer.step()).",
+        variant("missing-zero-grad"), ("06_training_dynamics",)),
+    Misconception(
+        "early-stopping-off-by-one",
+        "early stopping one epoch too early or too late (patience counted off by one)",
+        "Count the epochs without improvement since the best one and stop at the epoch where that count "
+        "reaches patience: best at epoch 4 with patience 2 stops at epoch 6.",
+        variant("early-stopping-off-by-one"), ("06_training_dynamics",)),
+    Misconception(
+        "wrong-diagnosis",
+        "a diagnosis that the evidence of the run contradicts",
+        "Re-read the reproduction's log: how the loss moves, what the gradient norms show, and how the "
+        "validation loss moves against the training loss; keep the option that predicts all of it.",
+        variant("wrong-diagnosis"), ("06_training_dynamics",)),
     # -- end of lab 06 entries --
     # -- failures that are not about the numbers ----------------------------
     Misconception(

@@ -1,0 +1,633 @@
+"""Checks for lab 06 (training dynamics: initialisation, gradient flow, debugging runs).
+
+Students may use PyTorch inside the exercises of this lab (``NUMPY_ONLY = False``),
+but every function takes and returns plain data: weights arrive as lists of numpy
+arrays and the network is built inside the function with the trusted builders of
+``nets``; results go back as numpy arrays, floats, ints or strings. Each check
+builds the same network with the same builders, computes the reference with
+PyTorch in float64 (autograd, ``torch.optim``, ``clip_grad_norm_``, forward hooks),
+and passes what the catalogued mistakes would produce on the same inputs (the
+*variants*, computed with trusted code) so a failure names the misconception.
+
+The initialisation exercise is random by nature: its check compares sample
+variances of many draws with the target variance, with a tolerance that is many
+standard errors wide (see :data:`VARIANCE_TOL`), and the activation statistics
+of deep networks built from the student's draws with their mean-field
+(infinite-width) prediction.
+
+Visible checks use the default seeds; the hidden checks in the grade cells pass
+other seeds, shapes and options.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nets import build_faulty_net, build_mlp, mlp_weights
+
+from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
+from .exercise import ExerciseCheck
+from .student import Call, call_student
+
+#: Students may use PyTorch inside this lab's exercises (they still return plain data).
+NUMPY_ONLY = False
+
+DT = torch.float64
+
+#: Sample variances of >= 2**18 draws have a relative standard error below sqrt(2 / 2**18) = 0.28 %;
+#: 3 % is more than ten of them, and far from every catalogued mistake (a factor of 2 or more).
+VARIANCE_TOL = Tolerance(atol=0.0, rtol=0.03)
+#: Root-mean-square activations of 10-layer, width-256 ReLU networks averaged over 6 draws scatter by
+#: about 5.5 % (one standard deviation, at layer 10) around the mean-field prediction for a correct He
+#: initialisation; 30 % is five of them. The catalogued mistakes are off by a factor of 30 or more at layer 10.
+ACTIVATION_TOL = Tolerance(atol=0.0, rtol=0.3)
+#: Gradient norms span many orders of magnitude in a deep sigmoid network: relative error only.
+NORM_TOL = Tolerance(atol=0.0, rtol=1e-7)
+#: Two equivalent float64 training loops (LinearLR or a hand-written warmup, clip_grad_norm_ or
+#: its formula) differ by rounding, amplified a little over a few dozen steps.
+LOOP_TOL = Tolerance(atol=1e-12, rtol=1e-7)
+#: Epoch indices and one-hot choices are exact.
+EXACT_TOL = Tolerance(atol=0.0, rtol=0.0)
+
+__all__ = [
+    "NUMPY_ONLY", "VARIANCE_TOL", "ACTIVATION_TOL", "DIAGNOSIS_OPTIONS",
+    "check_init", "check_grad_norms", "check_warmup_clipping", "check_nan_locator",
+    "check_accumulation", "check_early_stopping", "check_diagnosis",
+    "meanfield_rms", "regression_data",
+]
+
+
+# ---------------------------------------------------------------------------
+# Shared helpers
+# ---------------------------------------------------------------------------
+
+
+def _t(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a, dtype=np.float64), dtype=DT)
+
+
+def regression_data(seed: int, n_samples: int, n_in: int, n_out: int = 1, scale: float = 1.0):
+    """A seeded regression task: Gaussian inputs and smooth targets from a random tanh teacher.
+
+    Trusted course code; the notebook and the checks use it for every regression task.
+
+    Parameters
+    ----------
+    seed, n_samples, n_in : int
+    n_out : int, default 1
+    scale : float, default 1.0
+        The targets lie in ``(-scale, scale)``.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_in)
+    y : ndarray of shape (n_samples, n_out), ``scale * tanh(2 X T)`` for a random ``T`` of shape (n_in, n_out)
+        with entries of variance ``1 / n_in``.
+    """
+    rng = np.random.default_rng(seed + 6000)
+    X = rng.normal(size=(n_samples, n_in))
+    teacher = rng.normal(size=(n_in, n_out)) / np.sqrt(n_in)
+    return X, scale * np.tanh(2.0 * X @ teacher)
+
+
+def _refuse_tensor(value, name: str) -> None:
+    kind = describe_type(value)
+    if kind.startswith("torch"):
+        raise CheckFailure(
+            f"{name} returned a {kind}; compute with PyTorch if you like, but return numpy data: "
+            f"`t.detach().numpy()` for an array, `t.item()` for a number.", "wrong-return-type")
+
+
+def _as_array(result, name: str):
+    """A list or tuple of plain numbers becomes a float64 array; anything else is left for compare to judge."""
+    if not isinstance(result, (list, tuple)):
+        return result
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in result):
+        return np.array([float(v) for v in result], dtype=np.float64)
+    kinds = sorted({describe_type(v) for v in result})
+    raise CheckFailure(f"{name} must return a numpy array of floats; it returned a {describe_type(result)} of "
+                       f"{', '.join(kinds)}. Turn a tensor into a number with `.item()`.", "wrong-return-type")
+
+
+def _array_list(result, name: str, n: int, what: str) -> list:
+    if not isinstance(result, (list, tuple)) or len(result) != n:
+        got = f"a {describe_type(result)}" + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else "")
+        raise CheckFailure(f"{name} must return {what} ({n} here); it returned {got}.", "wrong-return-type")
+    for item in result:
+        _refuse_tensor(item, name)
+    return list(result)
+
+
+# ---------------------------------------------------------------------------
+# Exercise 1: Xavier and He initialisation
+# ---------------------------------------------------------------------------
+
+#: (n_in, n_out) of the visible variance check: clearly non-square, so fan-in and fan-out differ.
+INIT_SHAPES = ((64, 256), (300, 50))
+MIN_DRAWS = 2 ** 18
+
+
+def _plain_matrix(value, name: str, shape) -> np.ndarray:
+    """The student's draw as a float64 array of ``shape``, or a failure saying what is wrong."""
+    _refuse_tensor(value, name)
+    if type(value) is not np.ndarray or value.dtype.kind not in "f":
+        raise CheckFailure(f"{name} must return a float numpy array; it returned a {describe_type(value)}.",
+                           "wrong-return-type")
+    if value.shape != tuple(shape):
+        raise CheckFailure(f"{name} returned shape {value.shape}; a weight matrix for h @ W has shape "
+                           f"(n_in, n_out) = {tuple(shape)}.", "wrong-return-type")
+    return np.array(value, dtype=np.float64)
+
+
+def _draws(fn, name: str, n_in: int, n_out: int, seed: int, min_draws: int = MIN_DRAWS):
+    """Enough seeded draws of ``fn`` to reach ``min_draws`` entries; also checks seeding."""
+    per_call = n_in * n_out
+    n_calls = max(2, -(-min_draws // per_call))
+    samples, caught = [], []
+    for j in range(n_calls):
+        call = call_student(fn, name, n_in=n_in, n_out=n_out, seed=seed + j)
+        samples.append(_plain_matrix(call.result, name, (n_in, n_out)))
+        caught += call.warnings
+    again = _plain_matrix(call_student(fn, name, n_in=n_in, n_out=n_out, seed=seed).result, name, (n_in, n_out))
+    if not np.array_equal(again, samples[0]):
+        raise CheckFailure(f"{name}(n_in={n_in}, n_out={n_out}, seed={seed}) returned different arrays on two "
+                           f"calls: draw from np.random.default_rng(seed) so that a seed fixes the draw.",
+                           "wrong-return-type")
+    if np.array_equal(samples[0], samples[1]):
+        raise CheckFailure(f"{name} returned the same array for seeds {seed} and {seed + 1}: use the seed "
+                           f"(rng = np.random.default_rng(seed)) for the draw.", "wrong-return-type")
+    return np.concatenate([s.ravel() for s in samples]), caught
+
+
+#: How close (relative, on every entry) sample statistics must come to what a mistake produces for the
+#: check to name it. The catalogued mistakes are a factor of 2 or more away from the right values, and
+#: sample error is a few per cent, so the bands never overlap.
+VARIANT_BAND = 0.25
+
+
+def _fitting_variants(received: np.ndarray, predicted: dict) -> dict:
+    """The mistakes whose predicted statistics ``received`` fits within :data:`VARIANT_BAND`.
+
+    Sample statistics are random, so the catalogue's exact-match detectors cannot compare them with
+    a mistake's prediction directly: this check judges the fit and hands the detector the received
+    values themselves for every mistake they fit (and nothing for the others).
+    """
+    fitting = {}
+    for name, options in predicted.items():
+        for option in options:
+            option = np.asarray(option, dtype=np.float64)
+            if option.shape == received.shape and np.all(np.isfinite(received)) and np.all(
+                    np.abs(received - option) <= VARIANT_BAND * np.abs(option)):
+                fitting[name] = received.copy()
+    return fitting
+
+
+def _variance_case(check, fn, name, shapes, seed, target, variants):
+    """Pooled sample variance and mean of many draws per shape, against ``target(n_in, n_out)``."""
+    got_var, got_mean, want_var, caught, n_min = [], [], [], [], None
+    for k, (n_in, n_out) in enumerate(shapes):
+        values, w = _draws(fn, name, n_in, n_out, seed + 100 * k)
+        got_var.append(float(np.mean(values ** 2) - np.mean(values) ** 2))
+        got_mean.append(float(np.mean(values)))
+        want_var.append(target(n_in, n_out))
+        caught += w
+        n_min = values.size if n_min is None else min(n_min, values.size)
+    call = Call(None, caught, [])
+    where = "shapes (n_in, n_out) " + ", ".join(str(s) for s in shapes)
+    predicted = {m: [np.array([f(a, b) for a, b in shapes]) for f in fs] for m, fs in variants.items()}
+    check.compare("sample variance of the weights", np.array(got_var), np.array(want_var), call, case=where,
+                  tol=VARIANCE_TOL, reference="the target variance",
+                  variants=_fitting_variants(np.array(got_var), predicted))
+    # Six standard errors of the mean, sd / sqrt(n), for the largest target variance.
+    mean_tol = Tolerance(atol=6.0 * np.sqrt(max(want_var) / n_min), rtol=0.0)
+    check.compare("sample mean of the weights", np.array(got_mean), np.zeros(len(shapes)), call, case=where,
+                  tol=mean_tol, reference="zero mean")
+    check.cases += len(shapes)
+
+
+def meanfield_rms(activation: str, gain: float, depth: int, input_var: float = 1.0) -> np.ndarray:
+    """Root-mean-square activation of each layer of an infinitely wide network (mean-field recursion).
+
+    With ``Var(W) = gain / n_in`` and no biases, layer l's pre-activations are Gaussian with
+    variance ``q_l = gain * E[h_{l-1}**2]``; the expectation over that Gaussian is taken with
+    80-point Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    activation : {"relu", "tanh", "sigmoid", "identity"}
+    gain : float
+        ``n_in * Var(W)``: 2 for He, 1 for Xavier with ``n_in = n_out``.
+    depth : int
+    input_var : float
+        Variance of the (zero-mean Gaussian) input.
+
+    Returns
+    -------
+    ndarray of shape (depth,)
+        ``sqrt(E[h_l**2])`` for l = 1..depth.
+    """
+    fns = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh, "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
+           "identity": lambda z: z}
+    nodes, weights = np.polynomial.hermite_e.hermegauss(80)
+    weights = weights / weights.sum()
+    second_moment, out = input_var, []
+    for _ in range(depth):
+        q = gain * second_moment
+        second_moment = float(np.sum(weights * fns[activation](np.sqrt(q) * nodes) ** 2))
+        out.append(np.sqrt(second_moment))
+    return np.array(out)
+
+
+def _activation_rms(fn, name, activation, width, depth, n_nets, seed, n_samples=64):
+    """RMS activation per layer of ``n_nets`` networks drawn with the student's function, averaged."""
+    act = {"relu": lambda z: np.maximum(z, 0.0), "tanh": np.tanh}[activation]
+    rms, caught = np.zeros(depth), []
+    for net in range(n_nets):
+        h = np.random.default_rng(seed + 7919 * net).normal(size=(n_samples, width))
+        for layer in range(depth):
+            call = call_student(fn, name, n_in=width, n_out=width, seed=seed + 1000 * net + layer)
+            caught += call.warnings
+            h = act(h @ _plain_matrix(call.result, name, (width, width)))
+            rms[layer] += np.sqrt(np.mean(h * h)) / n_nets
+    return rms, caught
+
+
+def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, depth=10, n_nets=6):
+    """Check ``xavier_normal(n_in, n_out, seed)`` and ``he_normal(n_in, n_out, seed)``.
+
+    1. Statistically: the pooled sample variance of many seeded draws (>= 2**18 entries per
+       shape) is within 3 % of 2 / (n_in + n_out) (Xavier) and 2 / n_in (He), and the sample
+       mean within six standard errors of 0.
+    2. By the activations they produce: ``depth``-layer networks of width ``width`` (ReLU with
+       He, tanh with Xavier; inputs N(0, 1)) keep the root-mean-square activation of each layer,
+       averaged over ``n_nets`` networks, within 30 % of its mean-field prediction.
+    """
+    check = ExerciseCheck("xavier_normal / he_normal", reference="the target variance", tol=VARIANCE_TOL)
+    _variance_case(check, xavier_normal, "xavier_normal", shapes, seed, lambda a, b: 2.0 / (a + b),
+                   {"init-std-as-variance": [lambda a, b: (2.0 / (a + b)) ** 2]})
+    _variance_case(check, he_normal, "he_normal", shapes, seed + 50, lambda a, b: 2.0 / a,
+                   {"he-variance-wrong": [lambda a, b: 2.0 / b, lambda a, b: 1.0 / a],
+                    "init-std-as-variance": [lambda a, b: (2.0 / a) ** 2]})
+    check.passed()
+
+    check = ExerciseCheck("xavier_normal / he_normal", reference="the mean-field prediction", tol=ACTIVATION_TOL)
+    for fn, name, activation, gain, wrong in [
+            (he_normal, "he_normal", "relu", 2.0, {"he-variance-wrong": 1.0}),
+            (xavier_normal, "xavier_normal", "tanh", 1.0, {})]:
+        got, caught = _activation_rms(fn, name, activation, width, depth, n_nets, seed + 500)
+        expected = meanfield_rms(activation, gain, depth)
+        predicted = {m: [meanfield_rms(activation, g, depth)] for m, g in wrong.items()}
+        predicted["init-std-as-variance"] = [meanfield_rms(activation, gain ** 2 / width, depth)]
+        check.compare(f"RMS activations of a {activation} network ({name})", got, expected,
+                      Call(None, caught, []), case=f"{depth} layers of width {width}, mean of {n_nets} networks",
+                      variants=_fitting_variants(got, predicted))
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 2: the per-layer gradient-norm probe
+# ---------------------------------------------------------------------------
+
+#: (activation, residual, norm, sizes) of the visible cases.
+GRAD_NORM_CASES = (
+    ("sigmoid", False, None, (6, 16, 16, 16, 16, 16, 16, 1)),
+    ("relu", True, "layer", (5, 12, 12, 12, 12, 2)),
+    ("tanh", False, "batch", (4, 10, 10, 10, 3)),
+)
+
+
+def _reference_grad_norms(weights, biases, X, y, activation, residual, norm):
+    model = build_mlp(weights, biases, activation, residual, norm)
+    loss = F.mse_loss(model(_t(X)), _t(y))
+    grads = torch.autograd.grad(loss, [layer.weight for layer in model.linears])
+    return np.array([float(g.norm()) for g in grads])
+
+
+def check_grad_norms(per_layer_grad_norms, seed=0, cases=GRAD_NORM_CASES, n_samples=32):
+    """Check ``per_layer_grad_norms(weights, biases, X, y, activation, residual, norm) -> (n_layers,)``:
+    the Frobenius norm of dL/dW of every linear layer, input to output, for the mean squared error,
+    against autograd."""
+    check = ExerciseCheck("per_layer_grad_norms", reference="torch autograd", tol=NORM_TOL)
+    for j, (activation, residual, norm, sizes) in enumerate(cases):
+        init = "he" if activation == "relu" else "xavier"
+        weights, biases = mlp_weights(sizes, seed + j, init, bias_std=0.1)
+        X, y = regression_data(seed + j, n_samples, sizes[0], sizes[-1])
+        expected = _reference_grad_norms(weights, biases, X, y, activation, residual, norm)
+        call = call_student(per_layer_grad_norms, "per_layer_grad_norms", weights=weights, biases=biases,
+                            X=X, y=y, activation=activation, residual=residual, norm=norm)
+        _refuse_tensor(call.result, "per_layer_grad_norms")
+        result = _as_array(call.result, "per_layer_grad_norms")
+        case = (f"{activation}, sizes {'-'.join(map(str, sizes))}, residual={residual}, norm={norm!r}")
+        # mean_count: a sum-reduced loss scales every norm by y.size (batch-size-scaling).
+        check.compare("gradient norms", result, expected, call, case=case, mean_count=y.size)
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 3: warmup and clipping in a training loop
+# ---------------------------------------------------------------------------
+
+MOMENTUM = 0.9
+
+
+def _reference_run(weights, biases, X, y, lr, warmup_steps, start_factor, max_norm, n_steps, mistake=None):
+    """The training loop of the exercise, right or with one named mistake (trusted code)."""
+    model = build_mlp(weights, biases, "relu")
+    X, y = _t(X), _t(y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=MOMENTUM)
+    scheduler = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=start_factor, total_iters=warmup_steps)
+    losses = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch warns when the scheduler steps first: that is one variant
+        for _ in range(n_steps):
+            if mistake != "missing-zero-grad":
+                optimizer.zero_grad()
+            loss = F.mse_loss(model(X), y)
+            losses.append(loss.item())
+            loss.backward()
+            if mistake not in ("clipping-after-step", "no-clipping"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+            if mistake == "scheduler-before-optimizer":
+                scheduler.step()
+            optimizer.step()
+            if mistake == "clipping-after-step":
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)  # changes .grad after its last use
+            if mistake not in ("scheduler-before-optimizer", "no-scheduler-step"):
+                scheduler.step()
+    return np.array(losses)
+
+
+#: Visible cases: (seed, sizes, lr, warmup_steps, start_factor, max_norm, n_steps). Clipping is
+#: active in most steps and every mistake's run stays finite, so each one is recognised.
+WARMUP_CASES = ((0, (8, 32, 32, 1), 0.1, 10, 0.1, 1.0, 30),)
+
+
+def check_warmup_clipping(train_with_warmup_and_clipping, cases=WARMUP_CASES):
+    """Check ``train_with_warmup_and_clipping(weights, biases, X, y, lr, warmup_steps, start_factor,
+    max_norm, n_steps) -> losses (n_steps,)`` against the same loop written with ``torch.optim.SGD``
+    (momentum 0.9), ``LinearLR`` and ``clip_grad_norm_``, step for step."""
+    check = ExerciseCheck("train_with_warmup_and_clipping", reference="the torch.optim training loop", tol=LOOP_TOL)
+    for seed, sizes, lr, warmup_steps, start_factor, max_norm, n_steps in cases:
+        weights, biases = mlp_weights(sizes, seed + 3, "he", bias_std=0.1)
+        X, y = regression_data(seed, 64, sizes[0], sizes[-1], scale=2.0)
+        hyper = dict(lr=lr, warmup_steps=warmup_steps, start_factor=start_factor, max_norm=max_norm, n_steps=n_steps)
+        expected = _reference_run(weights, biases, X, y, **hyper)
+        variants = {m: _reference_run(weights, biases, X, y, **hyper, mistake=m)
+                    for m in ("clipping-after-step", "missing-zero-grad")}
+        variants["schedule-off-by-one"] = [_reference_run(weights, biases, X, y, **hyper, mistake=m)
+                                           for m in ("scheduler-before-optimizer", "no-scheduler-step")]
+        call = call_student(train_with_warmup_and_clipping, "train_with_warmup_and_clipping", weights=weights,
+                            biases=biases, X=X, y=y, **hyper)
+        _refuse_tensor(call.result, "train_with_warmup_and_clipping")
+        result = _as_array(call.result, "train_with_warmup_and_clipping")
+        case = f"sizes {'-'.join(map(str, sizes))}, " + ", ".join(f"{k}={v}" for k, v in hyper.items())
+        check.compare("loss at every step", result, expected, call, case=case, variants=variants)
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 4: the NaN/Inf locator
+# ---------------------------------------------------------------------------
+
+#: Visible cases (seed, fault): one of each kind of fault (seed % 4), and a healthy network.
+NAN_CASES = ((0, 2), (1, 0), (2, 4), (3, 3), (4, None))
+
+
+def _forward_trace(seed, fault):
+    """Module names in the order their forward hooks fire (first firing), and the non-finite ones."""
+    model, x = build_faulty_net(seed, fault)
+    order, bad = [], []
+
+    def hook_for(name):
+        def hook(module, inputs, output):
+            if name not in order:
+                order.append(name)
+            if isinstance(output, torch.Tensor) and not bool(torch.isfinite(output).all()):
+                bad.append(name)
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in model.named_modules()]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    registration = [n for n, _ in model.named_modules()]
+    return order, bad, registration
+
+
+def check_nan_locator(first_nonfinite_module, cases=NAN_CASES):
+    """Check ``first_nonfinite_module(seed, fault) -> str or None`` on ``nets.build_faulty_net``.
+
+    The answer is the name (as in ``model.named_modules()``) of the first module, in execution
+    order, whose output holds a NaN or an inf; None when every output is finite. It is compared
+    as its position in execution order (-1 for None).
+    """
+    check = ExerciseCheck("first_nonfinite_module", reference="forward hooks in execution order", tol=EXACT_TOL)
+    for seed, fault in cases:
+        order, bad, registration = _forward_trace(seed, fault)
+        expected = bad[0] if bad else None
+        call = call_student(first_nonfinite_module, "first_nonfinite_module", seed=seed, fault=fault)
+        got = call.result
+        if got is not None and (not isinstance(got, str) or got not in order):
+            raise CheckFailure(
+                f"first_nonfinite_module(seed={seed}, fault={fault}) returned {got!r}; return a module name as "
+                f"model.named_modules() gives it (such as {order[0]!r}), or None if every output is finite.",
+                "wrong-return-type")
+
+        def position(name):
+            return -1.0 if name is None else float(order.index(name))
+
+        wrong = []
+        if bad:
+            wrong.append(position(bad[-1]))  # the last non-finite output: the whole model
+            in_registration_order = [n for n in registration if n in bad]
+            wrong.append(position(in_registration_order[0]))
+        wrong = [w for w in wrong if w != position(expected)]
+        check.compare("position in execution order of the module returned", position(got), position(expected),
+                      call, case=f"seed={seed}, fault={fault}: you returned {got!r}, the first non-finite "
+                                 f"output comes from {expected!r}",
+                      variants={"nan-locator-not-first": wrong} if wrong else None)
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 5: gradient accumulation
+# ---------------------------------------------------------------------------
+
+#: Visible cases: (seed, sizes, n_samples, k, norm).
+ACCUMULATION_CASES = ((0, (6, 16, 16, 2), 24, 4, None), (1, (5, 8, 8, 8, 3), 30, 3, "layer"))
+
+
+def _big_batch_grads(weights, biases, X, y, norm):
+    model = build_mlp(weights, biases, "tanh", norm=norm)
+    loss = F.mse_loss(model(_t(X)), _t(y))
+    return [g.numpy().copy() for g in torch.autograd.grad(loss, list(model.parameters()))]
+
+
+def check_accumulation(accumulated_gradients, cases=ACCUMULATION_CASES):
+    """Check ``accumulated_gradients(weights, biases, X, y, k, norm) -> list of arrays``: the
+    gradients left in ``.grad`` by k micro-batches of ``loss / k`` equal the big batch's, float64."""
+    check = ExerciseCheck("accumulated_gradients", reference="one big-batch backward pass", tol=GRADIENT_TOL)
+    for seed, sizes, n_samples, k, norm in cases:
+        weights, biases = mlp_weights(sizes, seed + 11, "xavier", bias_std=0.1)
+        X, y = regression_data(seed + 11, n_samples, sizes[0], sizes[-1])
+        expected = _big_batch_grads(weights, biases, X, y, norm)
+        call = call_student(accumulated_gradients, "accumulated_gradients", weights=weights, biases=biases,
+                            X=X, y=y, k=k, norm=norm)
+        got = _array_list(call.result, "accumulated_gradients", len(expected),
+                          "a list of gradient arrays in the order of model.parameters()")
+        names = [n for n, _ in build_mlp(weights, biases, "tanh", norm=norm).named_parameters()]
+        case = f"sizes {'-'.join(map(str, sizes))}, N={n_samples}, k={k}, norm={norm!r}"
+        for name, g, want in zip(names, got, expected):
+            # Micro-batch means not divided by k: their sum is k times the big batch's mean.
+            check.compare("gradients", g, want, call, case=f"{case}, {name}.grad",
+                          variants={"accumulation-not-divided-by-k": k * want})
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 6: early stopping
+# ---------------------------------------------------------------------------
+
+
+def reference_early_stopping(val_losses, patience, min_delta=0.0):
+    """(best_epoch, stop_epoch) of the lab's early-stopping rule (trusted code).
+
+    An epoch improves when its loss is below ``best - min_delta``; training stops at the epoch
+    that completes ``patience`` epochs in a row without improvement, or runs to the last epoch.
+    """
+    best, best_epoch, wait = np.inf, 0, 0
+    for epoch, loss in enumerate(val_losses):
+        if loss < best - min_delta:
+            best, best_epoch, wait = loss, epoch, 0
+        else:
+            wait += 1
+            if wait >= patience:
+                return best_epoch, epoch
+    return best_epoch, len(val_losses) - 1
+
+
+#: The worked curve of the notebook: best at epoch 4, stop at epoch 6 with patience 2.
+WORKED_CURVE = (1.0, 0.8, 0.7, 0.72, 0.69, 0.71, 0.73, 0.74, 0.75, 0.76)
+
+
+def _val_curve(seed, n_epochs):
+    """A noisy U-shaped validation curve, as an overfitting run draws it."""
+    rng = np.random.default_rng(seed + 6600)
+    t = np.linspace(0.0, 1.0, n_epochs)
+    turn = rng.uniform(0.3, 0.6)
+    return 0.5 + 2.0 * (t - turn) ** 2 + 0.03 * rng.normal(size=n_epochs)
+
+
+def check_early_stopping(early_stopping, seed=0, cases=((12, 3, 0.0), (40, 5, 0.0), (40, 4, 0.01), (25, 30, 0.0))):
+    """Check ``early_stopping(val_losses, patience, min_delta) -> (best_epoch, stop_epoch)`` on the
+    worked curve and on seeded noisy curves ``(n_epochs, patience, min_delta)``; the last visible
+    case never stops."""
+    check = ExerciseCheck("early_stopping", reference="the early-stopping rule", tol=EXACT_TOL)
+    inputs = [(np.array(WORKED_CURVE), 2, 0.0)] + [(_val_curve(seed + j, n), p, d) for j, (n, p, d) in enumerate(cases)]
+    for val_losses, patience, min_delta in inputs:
+        best, stop = reference_early_stopping(val_losses, patience, min_delta)
+        call = call_student(early_stopping, "early_stopping", val_losses=val_losses, patience=patience,
+                            min_delta=min_delta)
+        if not isinstance(call.result, (tuple, list)) or len(call.result) != 2:
+            raise CheckFailure(f"early_stopping must return a tuple (best_epoch, stop_epoch); it returned a "
+                               f"{describe_type(call.result)}.", "wrong-return-type")
+        got_best, got_stop = call.result
+        for value, what in ((got_best, "best_epoch"), (got_stop, "stop_epoch")):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise CheckFailure(f"early_stopping must return two ints (epoch indices); {what} is a "
+                                   f"{describe_type(value)}.", "wrong-return-type")
+        # Patience off by one: stopping one epoch early can also change which epoch was best so far.
+        shifted = [reference_early_stopping(val_losses, p, min_delta) for p in (patience - 1, patience + 1) if p >= 1]
+        case = f"{len(val_losses)} epochs, patience={patience}, min_delta={min_delta}"
+        check.compare("stop_epoch", int(got_stop), stop, call, case=case,
+                      variants={"early-stopping-off-by-one": [float(s) for _, s in shifted if s != stop]})
+        check.compare("best_epoch", int(got_best), best, call, case=case,
+                      variants={"early-stopping-off-by-one": [float(b) for b, _ in shifted if b != best]})
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercises 7-9: diagnoses
+# ---------------------------------------------------------------------------
+
+#: The options every diagnosis chooses from (the notebook lists the same text).
+DIAGNOSIS_OPTIONS = {
+    "a": "the learning rate is too small: every step is too timid to move the loss",
+    "b": "vanishing gradients: the error signal dies on its way back, so the early layers barely learn",
+    "c": "exploding updates: a step far too large (a learning rate too high for the largest gradients, "
+         "no warmup, no clipping) throws the weights out of range",
+    "d": "overfitting: the network memorises the training set instead of what generalises",
+    "e": "the labels do not belong to the inputs (a data-loading bug), so there is nothing to learn",
+}
+
+#: scenario -> (right option, why each wrong option does not fit the evidence).
+_SCENARIOS = {
+    "flat-loss": ("b", {
+        "a": "a learning rate ten times larger gives the same flat curve; the step size is not what is missing",
+        "c": "nothing grows: the loss never rises and no value is NaN",
+        "d": "the training loss itself does not fall, so nothing is being memorised",
+        "e": "the fixed network learns the same data; and the gradient norms of the first layers, tens of millions of "
+             "times smaller than the last layer's, already explain the flat curve",
+    }),
+    "nan-loss": ("c", {
+        "a": "the loss fell well for hundreds of steps; a timid step does not produce NaN",
+        "b": "the gradient norm right before the NaN is hundreds of times larger than usual, not smaller",
+        "d": "overfitting shows as validation loss rising while training loss keeps falling, never as NaN",
+        "e": "the loss fell for hundreds of steps, so inputs and labels do belong together",
+    }),
+    "val-rises": ("d", {
+        "a": "the training loss falls to almost zero; the steps are big enough",
+        "b": "every layer learns: the training loss reaches almost zero",
+        "c": "no value explodes; the losses stay finite and smooth",
+        "e": "the validation loss first falls, so the network did learn something that generalises",
+    }),
+}
+
+
+def check_diagnosis(diagnosis, scenario, calls=1):
+    """Check a diagnosis function ``diagnosis() -> letter`` for ``scenario`` (flat-loss, nan-loss, val-rises).
+
+    The choice is compared as a one-hot vector over the options. With ``calls > 1`` the function
+    is called several times and must give the same answer every time (a function returning a
+    random letter can pass one call by luck).
+    """
+    right, why_not = _SCENARIOS[scenario]
+    options = sorted(DIAGNOSIS_OPTIONS)
+    check = ExerciseCheck(f"diagnosis ({scenario})", reference="the evidence of the reproduction", tol=EXACT_TOL)
+    answers = []
+    for _ in range(calls):
+        call = call_student(diagnosis, f"the diagnosis of scenario {scenario}")
+        got = call.result
+        if not isinstance(got, str) or got.strip().lower() not in DIAGNOSIS_OPTIONS:
+            raise CheckFailure(f"the diagnosis must return one letter among {', '.join(options)}; it returned "
+                               f"{got!r}.", "wrong-return-type")
+        answers.append(got.strip().lower())
+    if len(set(answers)) > 1:
+        raise CheckFailure(f"the diagnosis of scenario {scenario} returned {answers} on {calls} calls: "
+                           f"return one fixed letter.", "wrong-return-type")
+    choice = answers[0]
+
+    def one_hot(letter):
+        return np.array([1.0 if o == letter else 0.0 for o in options])
+
+    try:
+        check.compare("chosen option (one-hot over a-e)", one_hot(choice), one_hot(right), call,
+                      case=f"you chose ({choice})",
+                      variants={"wrong-diagnosis": [one_hot(o) for o in options if o != right]})
+    except CheckFailure as failure:
+        raise CheckFailure(f"{failure}\n  Why not ({choice}): {why_not[choice]}.", failure.misconception) from None
+    check.cases += 1
+    return check.passed()
