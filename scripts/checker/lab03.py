@@ -30,7 +30,7 @@ from math_utils import flatten_params, unflatten_params
 
 from .compare import CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
-from .student import call_student, unpack
+from .student import refuse_tensor, call_student, unpack
 
 #: Students may use PyTorch inside the exercises of this lab (they still return numpy arrays).
 NUMPY_ONLY = False
@@ -76,13 +76,6 @@ def _data(seed: int, n_samples: int, n_in: int, n_classes: int):
     return X, y
 
 
-def _refuse_tensor(value, name: str) -> None:
-    """A torch tensor (or its proxy) where a numpy array is due: say how to convert it."""
-    kind = describe_type(value)
-    if kind.startswith("torch"):
-        raise CheckFailure(
-            f"{name} returned a {kind}; this lab lets you compute with PyTorch, but return numpy arrays: "
-            f"`t.detach().numpy()` (float64 tensors stay float64).", "wrong-return-type")
 
 
 def _array_list(result, name: str, like, what: str = "a list of arrays") -> list:
@@ -92,7 +85,7 @@ def _array_list(result, name: str, like, what: str = "a list of arrays") -> list
         raise CheckFailure(f"{name} must return {what} with one entry per parameter array "
                            f"({len(like)} here); it returned {got}.", "wrong-return-type")
     for item in result:
-        _refuse_tensor(item, name)
+        refuse_tensor(item, name)
     return list(result)
 
 
@@ -145,7 +138,7 @@ def check_interpolation_losses(interpolation_losses, seed=0, sizes=(2, 4, 2), n_
     flipped = np.array([_torch_loss(line(a, -1.0), X, y, skip) for a in alphas])
     call = call_student(interpolation_losses, "interpolation_losses", weights_start=start, weights_end=end,
                         X=X, y=y, alphas=alphas, skip=skip)
-    _refuse_tensor(call.result, "interpolation_losses")
+    refuse_tensor(call.result, "interpolation_losses")
     check.compare("losses", call.result, expected, call, case=_model_case(sizes, skip),
                   variants={"sign-flipped": flipped})
     check.cases = 1
@@ -259,7 +252,7 @@ def check_batched_logits(batched_logits, seed=0, sizes=(2, 4, 3), n_models=3, n_
     with torch.no_grad():
         expected = np.stack([mlp_logits([_tensor(w) for w in m], _tensor(X), skip).numpy() for m in models])
     call = call_student(batched_logits, "batched_logits", stacked_weights=stacked, X=X, skip=skip)
-    _refuse_tensor(call.result, "batched_logits")
+    refuse_tensor(call.result, "batched_logits")
     check.compare("logits", call.result, expected, call,
                   case=f"{_model_case(sizes, skip)}, P={n_models}, N={n_samples}")
     check.cases = 1
@@ -293,7 +286,7 @@ def check_loss_grid(loss_grid, seed=0, sizes=(2, 4, 2), n_samples=10, skip=False
     swapped = [expected.T, expected.T.reshape(expected.shape), swapped_dirs]
     call = call_student(loss_grid, "loss_grid", weights=weights, direction_x=dx, direction_y=dy, X=X, y=y,
                         alphas=alphas, betas=betas, skip=skip, chunk_size=chunk_size)
-    _refuse_tensor(call.result, "loss_grid")
+    refuse_tensor(call.result, "loss_grid")
     check.compare("loss grid", call.result, expected, call, mean_count=n_samples,
                   case=f"{_model_case(sizes, skip)}, {n_beta} betas x {n_alpha} alphas, chunk_size={chunk_size}",
                   variants={"grid-axes-swapped": swapped})
@@ -376,7 +369,7 @@ def check_top_hessian_eigenvalue(top_hessian_eigenvalue, seed=0, sizes=(2, 4, 2)
     call = call_student(top_hessian_eigenvalue, "top_hessian_eigenvalue", weights=weights, X=X, y=y, v0=v0,
                         n_iters=n_iters, skip=skip)
     value, vector = unpack(call.result, "top_hessian_eigenvalue", ("eigenvalue", "eigenvector"))
-    _refuse_tensor(value, "top_hessian_eigenvalue")
+    refuse_tensor(value, "top_hessian_eigenvalue")
     vector = _plain_arrays(_array_list(vector, "top_hessian_eigenvalue (eigenvector)", weights,
                                        what="an eigenvector as a list of arrays"),
                            "top_hessian_eigenvalue (eigenvector)", weights)
@@ -434,7 +427,7 @@ def check_pca_path(pca_path, seed=0, n_steps=25, n_params=30):
     got_dirs, got_coords, got_ratio = unpack(call.result, "pca_path",
                                              ("directions", "coords", "explained_variance_ratio"))
     for item in (got_dirs, got_coords, got_ratio):
-        _refuse_tensor(item, "pca_path")
+        refuse_tensor(item, "pca_path")
     where = f"T={n_steps} steps, {n_params} parameters"
     check.compare("explained_variance_ratio", got_ratio, ratio, call, case=where)
 

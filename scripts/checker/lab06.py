@@ -31,7 +31,7 @@ from nets import build_faulty_net, build_mlp, mlp_weights
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
-from .student import Call, call_student
+from .student import refuse_tensor, Call, call_student
 
 #: Students may use PyTorch inside this lab's exercises (they still return plain data).
 NUMPY_ONLY = False
@@ -94,12 +94,6 @@ def regression_data(seed: int, n_samples: int, n_in: int, n_out: int = 1, scale:
     return X, scale * np.tanh(2.0 * X @ teacher)
 
 
-def _refuse_tensor(value, name: str) -> None:
-    kind = describe_type(value)
-    if kind.startswith("torch"):
-        raise CheckFailure(
-            f"{name} returned a {kind}; compute with PyTorch if you like, but return numpy data: "
-            f"`t.detach().numpy()` for an array, `t.item()` for a number.", "wrong-return-type")
 
 
 def _as_array(result, name: str):
@@ -118,7 +112,7 @@ def _array_list(result, name: str, n: int, what: str) -> list:
         got = f"a {describe_type(result)}" + (f" of length {len(result)}" if isinstance(result, (list, tuple)) else "")
         raise CheckFailure(f"{name} must return {what} ({n} here); it returned {got}.", "wrong-return-type")
     for item in result:
-        _refuse_tensor(item, name)
+        refuse_tensor(item, name)
     return list(result)
 
 
@@ -133,7 +127,7 @@ MIN_DRAWS = 2 ** 18
 
 def _plain_matrix(value, name: str, shape) -> np.ndarray:
     """The student's draw as a float64 array of ``shape``, or a failure saying what is wrong."""
-    _refuse_tensor(value, name)
+    refuse_tensor(value, name)
     if type(value) is not np.ndarray or value.dtype.kind not in "f":
         raise CheckFailure(f"{name} must return a float numpy array; it returned a {describe_type(value)}.",
                            "wrong-return-type")
@@ -320,7 +314,7 @@ def check_grad_norms(per_layer_grad_norms, seed=0, cases=GRAD_NORM_CASES, n_samp
         expected = _reference_grad_norms(weights, biases, X, y, activation, residual, norm)
         call = call_student(per_layer_grad_norms, "per_layer_grad_norms", weights=weights, biases=biases,
                             X=X, y=y, activation=activation, residual=residual, norm=norm)
-        _refuse_tensor(call.result, "per_layer_grad_norms")
+        refuse_tensor(call.result, "per_layer_grad_norms")
         result = _as_array(call.result, "per_layer_grad_norms")
         case = (f"{activation}, sizes {'-'.join(map(str, sizes))}, residual={residual}, norm={norm!r}")
         # mean_count: a sum-reduced loss scales every norm by y.size (batch-size-scaling).
@@ -384,7 +378,7 @@ def check_warmup_clipping(train_with_warmup_and_clipping, cases=WARMUP_CASES):
                                            for m in ("scheduler-before-optimizer", "no-scheduler-step")]
         call = call_student(train_with_warmup_and_clipping, "train_with_warmup_and_clipping", weights=weights,
                             biases=biases, X=X, y=y, **hyper)
-        _refuse_tensor(call.result, "train_with_warmup_and_clipping")
+        refuse_tensor(call.result, "train_with_warmup_and_clipping")
         result = _as_array(call.result, "train_with_warmup_and_clipping")
         case = f"sizes {'-'.join(map(str, sizes))}, " + ", ".join(f"{k}={v}" for k, v in hyper.items())
         check.compare("loss at every step", result, expected, call, case=case, variants=variants)

@@ -127,3 +127,17 @@ def student_attr(obj, attr: str, name: str = ""):
     except AttributeError:
         raise CheckFailure(f"{label} has no attribute `{attr}`; keep the attribute names the docstring gives.",
                            "wrong-return-type") from None
+
+
+def refuse_tensor(value, name: str) -> None:
+    """Fail when a torch tensor (or its grader proxy) comes back where numpy data is due.
+
+    For labs where students may compute with PyTorch but must return numpy.
+    """
+    from .compare import describe_type
+
+    kind = describe_type(value)
+    if kind.startswith("torch"):
+        raise CheckFailure(
+            f"{name} returned a {kind}; compute with PyTorch if you like, but return numpy data: "
+            f"`t.detach().numpy()` for an array, `t.item()` for a number.", "wrong-return-type")
