@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..paths import ROOT, lab_ids, lab_notebook
 from . import report
 from .intake import Submission, discover, read_notebook, student_cells
-from .sandbox import Isolation, Limits, mount_isolation_available
+from .sandbox import Isolation, Limits, mount_isolation_available, seccomp_available
 from .trusted import TrustedLab
 
 _LABS: dict[str, TrustedLab] = {}
@@ -110,6 +110,9 @@ def main(argv=None) -> int:
     if isolation is None:
         print("note: this machine does not allow private mount namespaces; sandboxes rely on the audit hook "
               "and resource limits alone", file=sys.stderr)
+    kernel_filter = seccomp_available()
+    if kernel_filter:
+        print(f"note: {kernel_filter}; sandboxes rely on the audit hook for what it would refuse", file=sys.stderr)
 
     from .nbgrader_bridge import NbgraderCourse, graded_notebook
 

@@ -50,7 +50,8 @@ _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE =
 
 
 def _mount_isolation(isolation: Isolation) -> bool:
-    """In the child, before exec: private mount namespace, read-only course, secrets hidden, fresh /tmp."""
+    """In the child, before exec: private mount namespace, secrets hidden, every file system
+    read-only but a fresh /tmp (the seccomp filter then stops the sandbox from undoing this)."""
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNS) != 0:
         return False
@@ -62,7 +63,21 @@ def _mount_isolation(isolation: Isolation) -> bool:
         libc.mount(None, p, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
     for path in isolation.hide:
         libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=000")
+    for point, flags in _mount_points():
+        if not point.startswith((b"/proc", b"/sys", b"/dev")):
+            libc.mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
     return libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") == 0
+
+
+def _mount_points():
+    """(mount point, flags to keep) for every mount of this namespace, from /proc/self/mountinfo."""
+    keep = {b"nosuid": _MS_NOSUID, b"nodev": _MS_NODEV, b"noexec": 8, b"noatime": 1024,
+            b"nodiratime": 2048, b"relatime": 1 << 21}
+    with open("/proc/self/mountinfo", "rb") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace(b"\\040", b" ")
+            yield point, sum(keep.get(o, 0) for o in fields[5].split(b","))
 
 
 def mount_isolation_available() -> bool:
@@ -70,6 +85,13 @@ def mount_isolation_available() -> bool:
     probe = subprocess.run([sys.executable, "-c", "import sys; sys.exit(0)"],
                            preexec_fn=lambda: os._exit(0 if _mount_isolation(Isolation()) else 3))
     return probe.returncode == 0
+
+
+def seccomp_available() -> str:
+    """"" when a sandbox process can install its seccomp filter here, else why not."""
+    probe = subprocess.run([sys.executable, "-c", "from coursetools.grading import seccomp; print(seccomp.install())"],
+                           capture_output=True, text=True)
+    return probe.stdout.strip() if probe.returncode == 0 else f"seccomp probe failed: {probe.stderr[-200:]}"
 
 
 class Sandbox:
