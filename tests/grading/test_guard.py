@@ -149,7 +149,7 @@ TECHNIQUES = {
     "gc-walk": "import gc; gc.get_objects()",
     "settrace": "import sys; sys.settrace(lambda *a: None)",
     "ctypes-via-numpy": "import numpy._core._internal as i; i.ctypes.memmove(id(1), id(2), 8)",
-    "ctypes-import": "import ctypes",
+    "ctypes-libc": "import ctypes; ctypes.CDLL(None).getpid()",
     "fork-exec-helper": ("import os, subprocess; r, w = os.pipe(); subprocess._fork_exec(["
                          "b'/bin/true'], (b'/bin/true',), True, (w,), None, None, -1, -1, -1, -1, -1, -1, r, w, "
                          "True, False, -1, None, None, None, -1, None, False)"),

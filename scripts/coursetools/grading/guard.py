@@ -174,12 +174,13 @@ def _resolve_now(path: str) -> str:
 
 
 # ctypes calls through already-made function objects raise no audit event, and
-# numpy and torch keep references to the ctypes module: take its tools away.
+# numpy and torch keep references to the ctypes module: take away its raw-memory
+# and foreign-call tools. Its type constructors stay (torch imports modules that
+# build pointer types on a first optimizer step).
 CTYPES_TOOLS = ("memmove", "memset", "cast", "string_at", "wstring_at", "pythonapi", "cdll", "pydll",
                 "CDLL", "PyDLL", "LibraryLoader", "CFUNCTYPE", "PYFUNCTYPE", "_CFuncPtr", "_cast",
                 "_string_at", "_wstring_at", "_memmove_addr", "_memset_addr", "_cast_addr",
-                "_string_at_addr", "_wstring_at_addr", "addressof", "pointer", "POINTER", "byref",
-                "_dlopen", "resize", "util")
+                "_string_at_addr", "_wstring_at_addr", "_dlopen", "util")
 
 
 def disarm_ctypes() -> None:
@@ -198,7 +199,7 @@ def disarm_ctypes() -> None:
 
 def install_guard(sandbox_dir: str, read_roots, numpy_only: bool) -> None:
     """Install the audit hook. After this, the process can only do what grading needs."""
-    for name in [m for m in sys.modules if m in ALWAYS_BLOCKED or m.startswith(("_ctypes.", "ctypes"))]:
-        # Already-imported modules would bypass the import check; their users keep their own references.
+    for name in [m for m in sys.modules if m in ALWAYS_BLOCKED]:
+        # Already-imported modules would bypass the import check (ctypes itself stays, disarmed).
         del sys.modules[name]
     sys.addaudithook(build_hook(sandbox_dir, read_roots, numpy_only))

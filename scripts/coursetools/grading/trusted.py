@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import importlib
 import io
@@ -77,6 +78,25 @@ class TrustedLab:
         except ImportError:
             trusted.numpy_only = True
         return trusted
+
+    @property
+    def preload(self) -> list[str]:
+        """Modules the sandbox imports before its guard: those the trusted setup cells import.
+
+        Importing them is safe (the instructor chose them) and lets libraries that
+        use ctypes at import time (scikit-learn's threadpoolctl) load before ctypes
+        is taken away. In numpy-only labs torch and the checker stay out.
+        """
+        names: list[str] = [] if self.numpy_only else ["torch", self.checker_module]
+        for _, source in self.setup_cells:
+            for node in ast.walk(ast.parse(strip_magics(source))):
+                if isinstance(node, ast.Import):
+                    names += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        if self.numpy_only:
+            names = [n for n in names if n.split(".")[0] not in ("torch", "checker", "jax", "tensorflow")]
+        return list(dict.fromkeys(names))
 
     @property
     def max_score(self) -> float:

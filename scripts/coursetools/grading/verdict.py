@@ -61,8 +61,7 @@ class SubmissionRunner:
     def ensure(self) -> Sandbox:
         if self.sandbox is not None and self.sandbox.proc is not None:
             return self.sandbox
-        preload = [] if self.trusted.numpy_only else ["torch", self.trusted.checker_module]
-        self.sandbox = Sandbox(self.trusted.numpy_only, preload=preload,
+        self.sandbox = Sandbox(self.trusted.numpy_only, preload=self.trusted.preload,
                                limits=self.limits, isolation=self.isolation, workdir=self.workdir)
         self.sandbox.start()
         cells = list(self.trusted.setup_cells) + list(self.cells)
