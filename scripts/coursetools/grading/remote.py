@@ -8,6 +8,7 @@ from checker.compare import CheckFailure
 from checker.student import Call, RemoteValue
 
 from . import wire
+from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .sandbox import Sandbox, SandboxDied, SandboxTimeout
 
 
@@ -65,6 +66,9 @@ class RemoteObject(RemoteValue):
             if kind == "ImportError" and "numpy-only" in message:
                 raise CheckFailure(f"{name} imports PyTorch: {message}. Compute the result with numpy.",
                                    "torch-in-numpy-exercise")
+            if kind in ("AttributeError", "ImportError") and REFUSAL_MARK in message:
+                raise CheckFailure(f"{name} uses a course function this lab does not hand out: {message}. "
+                                   f"See TROUBLESHOOTING.md#{NOT_HANDED_OUT}", NOT_HANDED_OUT)
             if kind == "PermissionError" and "not allowed while grading" in message:
                 raise CheckFailure(f"{name} did something grading does not allow: {message}.", "sandbox-violation")
             raise CheckFailure(f"{name} raised {kind}: {message}{reply.get('where', '')}", "raised-exception")

@@ -103,15 +103,20 @@ class Sandbox:
         Refuse ``import torch`` (and other frameworks) in student code.
     preload : list of str
         Modules imported before the guard is installed.
+    handed_out : dict
+        ``{module: [names]}`` of the course's modules that the lab's setup cells
+        import (``TrustedLab.handed_out``); the sandbox deletes every other name
+        of the course's modules before student code runs (``course_view.seal``).
     isolation : Isolation or None
         Mount isolation to apply; None for the audit hook alone.
     """
 
     def __init__(self, numpy_only: bool, preload=(), limits: Limits | None = None,
-                 isolation: Isolation | None = None, workdir: Path | None = None):
+                 isolation: Isolation | None = None, workdir: Path | None = None, handed_out=None):
         self.limits = limits or Limits()
         self.numpy_only = numpy_only
         self.preload = list(preload)
+        self.handed_out = dict(handed_out or {})
         self.isolation = isolation
         self.workdir = workdir
         self.proc = None
@@ -145,10 +150,12 @@ class Sandbox:
         os.close(from_child_w)
         self.fd_out, self.fd_in = to_child_w, from_child_r
         sandbox_dir = "/tmp/submission" if isolation is not None else str(self.workdir)
-        read_roots = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix, str(ROOT / "scripts"),
+        # Not the course's scripts/: what a lab hands out is loaded before the guard, and the
+        # rest of those modules (reference answers) must not be loadable afresh from disk.
+        read_roots = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix,
                              "/usr/lib", "/usr/share", "/usr/local/lib", "/etc", "/sys/devices/system/cpu"})
         self._send({"sandbox_dir": sandbox_dir, "read_roots": read_roots, "numpy_only": self.numpy_only,
-                    "preload": self.preload})
+                    "preload": self.preload, "handed_out": self.handed_out, "scripts_dir": str(ROOT / "scripts")})
         header, _ = self._recv(self.limits.start_seconds)
         if not header.get("ready"):
             raise SandboxDied("the sandbox did not start")

@@ -6,10 +6,14 @@ code runs it installs, on Linux, a seccomp filter (``seccomp.py``: no new
 programs or processes, no signals to others, no mounts, no sockets), then an
 audit hook (``guard.py``; PEP 578, it cannot be removed) that
 
-* allows reads only of the Python installation, the course's shared modules
-  and the sandbox folder, and writes only inside the sandbox folder;
+* allows reads only of the Python installation and the sandbox folder, and
+  writes only inside the sandbox folder;
 * refuses subprocesses, signals to other processes, sockets, ctypes, the ways
   to reach or rewrite the hook itself, and (for numpy-only labs) importing torch.
+
+Before that, the course's own modules (``math_utils``, ``landscape``, ``nets``,
+``checker``) are cut down to what the lab's setup cell hands out
+(``course_view.py``): the rest of them holds reference answers.
 
 Checks run in the grader, never next to the code they judge. In numpy-only
 labs the course's ``checker`` package is replaced by inert stubs (it would
@@ -23,6 +27,7 @@ import copy
 import importlib.abc
 import importlib.machinery
 import io
+import linecache
 import os
 import sys
 import traceback
@@ -85,8 +90,10 @@ class _StubChecker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 class Runner:
     """Holds the submission's namespace and the objects handed out as handles."""
 
-    def __init__(self, wire, send, recv):
+    def __init__(self, wire, send, recv, course_kept=None, refusal_mark="", offered=str):
         self.wire, self.send, self.recv = wire, send, recv
+        self.course_kept: dict[str, list[str]] = dict(course_kept or {})
+        self.refusal_mark, self.offered = refusal_mark, offered
         self.ns: dict = {"__name__": "__main__"}
         self.handles: dict[int, object] = {}
 
@@ -115,6 +122,15 @@ class Runner:
 
         return call_grader
 
+    def explain(self, exc: BaseException) -> str:
+        """The exception's message, plus why when it names a course module the lab does not hand out."""
+        message = str(exc)
+        module = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
+        if module in self.course_kept:
+            message += (f" ({self.refusal_mark} {self.offered(self.course_kept[module])} from {module}; "
+                        f"write the exercise's math yourself)")
+        return message
+
     def encode(self, value):
         return self.wire.encode(value, self.to_handle)
 
@@ -127,7 +143,7 @@ class Runner:
         try:
             exec(compile(msg["source"], f"{CELL_PREFIX}{msg['cell']}>", "exec"), self.ns)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included: the cell failed
-            error = f"{type(exc).__name__}: {exc}{where(exc)}"
+            error = f"{type(exc).__name__}: {self.explain(exc)}{where(exc)}"
         finally:
             sys.stdout, sys.stderr = old
         return {"ok": error is None, "error": error, "output": out.text()}, []
@@ -179,7 +195,7 @@ class Runner:
         except NotImplementedError:
             return {"status": "not-implemented", "output": out.text()}, []
         except BaseException as exc:
-            return {"status": "error", "type": type(exc).__name__, "message": str(exc)[:2000],
+            return {"status": "error", "type": type(exc).__name__, "message": self.explain(exc)[:2000],
                     "where": where(exc), "output": out.text()}, []
         finally:
             sys.stdout, sys.stderr = old
@@ -231,13 +247,18 @@ def main() -> None:
         sys.meta_path.insert(0, _StubChecker())
         for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
             del sys.modules[name]
-    from coursetools.grading import guard, seccomp
+    from coursetools.grading import course_view, guard, seccomp
 
+    # The course's modules keep only what the lab hands out (the rest holds reference answers),
+    # and no source line read so far stays cached where student code could exec it.
+    runner_hints = course_view.seal(init.get("handed_out", {}), init["scripts_dir"])
+    linecache.clearcache()
     kernel_filter = seccomp.install()
     guard.disarm_ctypes()
     guard.install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
-    del guard, seccomp
-    runner = Runner(wire, send, recv)
+    refusal_mark, offered = course_view.REFUSAL_MARK, course_view.offered
+    del guard, seccomp, course_view
+    runner = Runner(wire, send, recv, runner_hints, refusal_mark, offered)
     send({"ready": True, "seccomp": kernel_filter or "on"})
     ops = {"exec": runner.op_exec, "names": runner.op_names, "get": runner.op_get,
            "getattr": runner.op_getattr, "call": runner.op_call}

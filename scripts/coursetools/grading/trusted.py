@@ -99,6 +99,28 @@ class TrustedLab:
         return list(dict.fromkeys(names))
 
     @property
+    def handed_out(self) -> dict[str, list[str] | None]:
+        """What the setup cells import, by module: ``{module: [names]}``, ``None`` for a whole module.
+
+        In the sandbox the course's own modules are cut down to these names
+        (``course_view.seal``): the rest of ``math_utils`` or ``checker`` holds
+        reference answers.
+        """
+        handed: dict[str, list[str] | None] = {}
+        for _, source in self.setup_cells:
+            for node in ast.walk(ast.parse(strip_magics(source))):
+                if isinstance(node, ast.Import):
+                    for alias in node.names:
+                        handed[alias.name] = None
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names = [alias.name for alias in node.names]
+                    if "*" in names or handed.get(node.module, []) is None:
+                        handed[node.module] = None
+                    else:
+                        handed[node.module] = list(dict.fromkeys(handed.get(node.module, []) + names))
+        return handed
+
+    @property
     def max_score(self) -> float:
         return sum(g.points for g in self.grade_cells)
 

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 from checker.compare import CheckFailure
 
+from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .remote import SubmissionNames
 from .sandbox import Isolation, Limits, Sandbox, SandboxDied, SandboxTimeout
 from .trusted import TrustedLab, strip_magics
@@ -62,6 +63,7 @@ class SubmissionRunner:
         if self.sandbox is not None and self.sandbox.proc is not None:
             return self.sandbox
         self.sandbox = Sandbox(self.trusted.numpy_only, preload=self.trusted.preload,
+                               handed_out=self.trusted.handed_out,
                                limits=self.limits, isolation=self.isolation, workdir=self.workdir)
         self.sandbox.start()
         cells = list(self.trusted.setup_cells) + list(self.cells)
@@ -89,11 +91,14 @@ class SubmissionRunner:
             self.sandbox.close()
 
 
-def _explain_missing(name: str, runner: SubmissionRunner) -> str:
+def _explain_missing(name: str, runner: SubmissionRunner) -> tuple[str, str]:
+    """Why ``name`` is missing, and the misconception: a failed cell's error, if any, says it."""
     failed = [f"{gid}: {out.splitlines()[-1]}" for gid, out in runner.cell_outputs.items()
               if out and ("Error" in out.splitlines()[-1] or "did not finish" in out)]
     hint = f" A cell of yours failed: {'; '.join(failed)}" if failed else " Run the cell that defines it."
-    return f"{name} is not defined.{hint}"
+    if any(REFUSAL_MARK in line for line in failed):
+        return (f"{name} is not defined.{hint} See TROUBLESHOOTING.md#{NOT_HANDED_OUT}", NOT_HANDED_OUT)
+    return f"{name} is not defined.{hint}", "not-defined"
 
 
 def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | None = None,
@@ -122,8 +127,7 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
                                   failure.misconception or "")
             except NameError as exc:
                 name = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
-                verdict = Verdict(cell.grade_id, 0.0, cell.points, False, _explain_missing(name, runner),
-                                  "not-defined")
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False, *_explain_missing(name, runner))
             except (SandboxTimeout, SandboxDied) as exc:
                 verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
                                   f"Your code stopped the grader's process: {exc}", "crashed")
