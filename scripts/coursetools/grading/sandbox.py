@@ -44,7 +44,7 @@ class Isolation:
     readonly: list = field(default_factory=list)
 
 
-_CLONE_NEWNS = 0x00020000
+_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
     1, 2, 4, 32, 4096, 16384, 1 << 18)
 
@@ -53,7 +53,7 @@ def _mount_isolation(isolation: Isolation) -> bool:
     """In the child, before exec: private mount namespace, secrets hidden, every file system
     read-only but a fresh /tmp (the seccomp filter then stops the sandbox from undoing this)."""
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNS) != 0:
+    if not _new_mount_namespace(libc):
         return False
     if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
         return False
@@ -67,6 +67,30 @@ def _mount_isolation(isolation: Isolation) -> bool:
         if not point.startswith((b"/proc", b"/sys", b"/dev")):
             libc.mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
     return libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") == 0
+
+
+def _new_mount_namespace(libc) -> bool:
+    """Enter a private mount namespace: directly as root, else inside a user namespace of our own.
+
+    The user namespace maps only this user to itself (not to root inside), so once the sandbox
+    execs Python it holds no capability there: it gets the mounts, not the power to change them.
+    """
+    if libc.unshare(_CLONE_NEWNS) == 0:
+        return True
+    uid, gid = os.geteuid(), os.getegid()
+    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0:
+        return False  # unprivileged user namespaces are disabled on this machine
+    try:
+        for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
+                           ("/proc/self/gid_map", f"{gid} {gid} 1")):
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
+    except OSError:
+        return False
+    return True
 
 
 def _mount_points():
