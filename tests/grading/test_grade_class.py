@@ -12,7 +12,7 @@ import pytest
 from coursetools.grading import cli
 from coursetools.grading.intake import discover
 from coursetools.paths import ROOT
-from fixtures.hostile import ATTACKS, BORROWS, LAB, TARGET_CELL, TARGET_CHECK, WRONG_LINEAR
+from fixtures.hostile import ATTACKS, BORROWS, CALLBACK_LOOP, LAB, TARGET_CELL, TARGET_CHECK, WRONG_LINEAR
 from fixtures.notebooks import nbgrader_meta, submission
 
 pytestmark = pytest.mark.xdist_group("grade-class")
@@ -73,7 +73,7 @@ def graded(tmp_path_factory):
         if attack.name == "edit-grade-cells":
             nb = _edited_grade_cells(nb)
         _write(submitted / attack.name / LAB / f"{LAB}.ipynb", nb)
-    for borrow in BORROWS:
+    for borrow in BORROWS + [CALLBACK_LOOP]:
         nb = submission(LAB)
         for cell in nb.cells:
             if nbgrader_meta(cell).get("grade_id") == borrow.cell:
@@ -143,9 +143,10 @@ def test_attack_earns_nothing_for_its_exercise_and_spares_the_rest(graded, attac
             assert float(r["score"]) == float(baseline[question]["score"]), f"{attack}: {question} {r}"
 
 
-@pytest.mark.parametrize("borrow", BORROWS, ids=[b.name for b in BORROWS])
-def test_course_reference_implementations_earn_nothing(graded, borrow):
-    """math_utils holds lab 01's answers: borrowing them, by any route, scores zero for that exercise only."""
+@pytest.mark.parametrize("borrow", BORROWS + [CALLBACK_LOOP], ids=[b.name for b in BORROWS + [CALLBACK_LOOP]])
+def test_exercise_attacks_earn_nothing_for_their_exercise(graded, borrow):
+    """math_utils holds lab 01's answers: borrowing them, by any route, scores zero for that exercise only;
+    so does an endless loop of calls back to the grader."""
     questions = graded["questions"][borrow.name]
     assert float(questions[borrow.check]["score"]) == 0, f"{borrow.name} earned points with the course's own code"
     if borrow.misconception:
@@ -156,7 +157,7 @@ def test_course_reference_implementations_earn_nothing(graded, borrow):
     others = {q: float(r["score"]) for q, r in questions.items() if q not in affected}
     full = {q: float(r["score"]) for q, r in graded["questions"]["alice"].items() if q not in affected}
     assert others == full, f"{borrow.name}: the other exercises were not graded normally"
-    if borrow.misconception:
+    if borrow.misconception == "course-function-not-handed-out":
         page = (graded["out"] / "feedback" / borrow.name / LAB / f"{LAB}.html").read_text(encoding="utf-8")
         assert "hands out only make_rng, relative_error from math_utils" in page
 

@@ -9,6 +9,9 @@ from checker.compare import CheckFailure
 from checker.student import call_student, student_attr
 from coursetools.grading.remote import RemoteObject, SubmissionNames
 from coursetools.grading.sandbox import Limits, Sandbox
+from coursetools.grading.trusted import TrustedLab
+from coursetools.grading.verdict import grade_submission
+from fixtures.notebooks import solution_sources
 
 pytestmark = pytest.mark.xdist_group("sandbox")
 
@@ -91,3 +94,30 @@ def test_an_endless_loop_is_stopped(sandbox):
         call_student(_names(sandbox)["spin"], "spin")
     assert failure.value.misconception == "timeout"
     assert sandbox.proc is None, "the looping process was killed"
+
+
+# Every function the submission defines sleeps before it answers: finite, and each call within
+# the per-call limit, but together more than the notebook may take.
+SLOW_EVERYTHING = '''
+import functools as _functools, time as _time
+def _slow(f):
+    @_functools.wraps(f)
+    def slowed(*args, **kwargs):
+        _time.sleep(2)
+        return f(*args, **kwargs)
+    return slowed
+for _name, _value in list(globals().items()):
+    if callable(_value) and getattr(_value, "__module__", None) == "__main__" and not _name.startswith("_"):
+        globals()[_name] = _slow(_value)
+'''
+
+
+def test_a_notebook_cannot_take_more_than_its_grading_time(tmp_path):
+    trusted = TrustedLab.load("01_backprop")
+    cells = list(solution_sources("01_backprop").items()) + [("added cell", SLOW_EVERYTHING)]
+    result = grade_submission(trusted, "slowpoke", cells, Limits(call_seconds=30, notebook_seconds=5),
+                              workdir=tmp_path)
+    assert len(result.verdicts) == len(trusted.grade_cells), "every grade cell gets a verdict"
+    out_of_time = [v for v in result.verdicts if "used up its 5 s of grading time" in v.message]
+    assert out_of_time and all(v.points == 0 and v.misconception == "timeout" for v in out_of_time)
+    assert result.verdicts[-1] in out_of_time, "the last exercises were not waited for"

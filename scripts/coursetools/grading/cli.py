@@ -79,6 +79,8 @@ def parse_args(argv):
     p.add_argument("--pattern", default=None, help="with --loose: regex with named groups 'student' and 'lab'")
     p.add_argument("--labs", nargs="*", default=None, help="labs to grade (default: every lab found)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per cell or function call (default 60)")
+    p.add_argument("--notebook-timeout", type=float, default=600.0,
+                   help="seconds for all of one notebook's cells and calls (default 600)")
     p.add_argument("--memory-gb", type=float, default=3.0, help="memory limit per sandbox (default 3)")
     return p.parse_args(argv)
 
@@ -105,7 +107,8 @@ def main(argv=None) -> int:
     found = discover(submitted, labs, loose=args.loose, pattern=args.pattern)
     jobs = [s for s in found if s.path is not None]
     labs_used = sorted({s.lab for s in jobs})
-    limits = Limits(memory_bytes=int(args.memory_gb * 2**30), call_seconds=args.timeout)
+    limits = Limits(memory_bytes=int(args.memory_gb * 2**30), call_seconds=args.timeout,
+                    notebook_seconds=args.notebook_timeout)
     isolation = _isolation(submitted, out)
     if isolation is None:
         print("note: this machine does not allow private mount namespaces; sandboxes rely on the audit hook "

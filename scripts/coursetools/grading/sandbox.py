@@ -32,7 +32,8 @@ class Limits:
     memory_bytes: int = 3 * 2**30   # address space: numpy needs some head room
     cpu_seconds: int = 600          # a backstop; wall-clock timeouts act first
     file_bytes: int = 50 * 2**20    # largest file the submission may write in its folder
-    call_seconds: float = 60.0      # one function call or one cell
+    call_seconds: float = 60.0      # one function call or one cell, callbacks to the grader included
+    notebook_seconds: float = 600.0  # everything of one notebook: slow-but-finite code cannot stall a class
     start_seconds: float = 60.0
 
 
@@ -145,6 +146,7 @@ class Sandbox:
         self.workdir = workdir
         self.proc = None
         self.callbacks: dict[int, object] = {}
+        self.deadline: float | None = None  # time.monotonic() when the notebook's budget runs out
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
@@ -213,13 +215,17 @@ class Sandbox:
         except (BrokenPipeError, OSError) as exc:
             raise SandboxDied(f"the sandbox process is gone ({exc})") from None
 
-    def _recv(self, timeout: float):
-        deadline = time.monotonic() + timeout
+    def _recv(self, timeout: float, deadline: float | None = None):
+        """One message; ``deadline`` (monotonic) ends the wait early, e.g. a request's or the notebook's."""
+        deadline = time.monotonic() + timeout if deadline is None else deadline
 
         def wait():
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([self.fd_in], [], [], left)[0]:
                 self.close()
+                if self.deadline is not None and deadline >= self.deadline:
+                    raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s) "
+                                         f"ran out")
                 raise SandboxTimeout(f"no answer within {timeout:.0f} s")
 
         try:
@@ -230,10 +236,18 @@ class Sandbox:
             raise SandboxDied(f"the sandbox process exited (code {code})") from None
 
     def request(self, header: dict, arrays=()):
-        """Send one request and wait for its answer, serving callbacks meanwhile."""
+        """Send one request and wait for its answer, serving callbacks meanwhile.
+
+        One deadline covers the request and every callback it makes: code that calls a
+        grader function in an endless loop times out like any other endless loop.
+        """
+        timeout = self.limits.call_seconds
+        deadline = time.monotonic() + timeout
+        if self.deadline is not None:
+            deadline = min(deadline, self.deadline)
         self._send(header, arrays)
         while True:
-            reply, reply_arrays = self._recv(self.limits.call_seconds)
+            reply, reply_arrays = self._recv(timeout, deadline)
             if reply.get("op") != "callback":
                 return reply, reply_arrays
             self._serve_callback(reply, reply_arrays)

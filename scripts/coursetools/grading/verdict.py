@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
@@ -58,14 +59,18 @@ class SubmissionRunner:
         self.names: dict = {}
         self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
         self.cell_outputs: dict[str, str] = {}
+        self.deadline: float | None = None   # time.monotonic() when the notebook's budget runs out
 
     def ensure(self) -> Sandbox:
         if self.sandbox is not None and self.sandbox.proc is not None:
             return self.sandbox
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s) ran out")
         self.sandbox = Sandbox(self.trusted.numpy_only, preload=self.trusted.preload,
                                handed_out=self.trusted.handed_out,
                                limits=self.limits, isolation=self.isolation, workdir=self.workdir)
         self.sandbox.start()
+        self.sandbox.deadline = self.deadline
         cells = list(self.trusted.setup_cells) + list(self.cells)
         for gid, source in cells:
             if gid in self.bad_cells:
@@ -111,9 +116,17 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
     if isinstance(cells, dict):
         cells = [(gid, cells.get(gid, "")) for gid in trusted.solution_ids]
     result = SubmissionResult(student, trusted.lab)
-    runner = SubmissionRunner(trusted, cells, limits or Limits(), isolation, workdir)
+    limits = limits or Limits()
+    runner = SubmissionRunner(trusted, cells, limits, isolation, workdir)
+    runner.deadline = time.monotonic() + limits.notebook_seconds
     try:
         for cell in trusted.grade_cells:
+            if time.monotonic() >= runner.deadline:
+                result.verdicts.append(Verdict(
+                    cell.grade_id, 0.0, cell.points, False,
+                    f"Not graded: this notebook used up its {limits.notebook_seconds:.0f} s of grading time "
+                    f"before this check (slow or endless code in an earlier exercise).", "timeout"))
+                continue
             out = io.StringIO()
             try:
                 sandbox = runner.ensure()
