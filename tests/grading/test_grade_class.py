@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -160,6 +161,14 @@ def test_exercise_attacks_earn_nothing_for_their_exercise(graded, borrow):
     if borrow.misconception == "course-function-not-handed-out":
         page = (graded["out"] / "feedback" / borrow.name / LAB / f"{LAB}.html").read_text(encoding="utf-8")
         assert "hands out only make_rng, relative_error from math_utils" in page
+
+
+def test_every_reason_in_the_feedback_has_a_troubleshooting_section(graded):
+    """Misconceptions and the grader's own reasons (timeout, crashed...) all link to a section."""
+    anchors = set(re.findall(r'<a id="([a-z0-9-]+)"></a>', (ROOT / "TROUBLESHOOTING.md").read_text(encoding="utf-8")))
+    reasons = {r["misconception"] for qs in graded["questions"].values() for r in qs.values() if r["misconception"]}
+    assert {"timeout", "crashed", "not-defined", "course-function-not-handed-out"} <= reasons, reasons
+    assert reasons <= anchors, f"no TROUBLESHOOTING.md section for {sorted(reasons - anchors)}"
 
 
 def test_torch_in_a_numpy_exercise_is_named(graded):
