@@ -67,7 +67,31 @@ def _mount_isolation(isolation: Isolation) -> bool:
     for point, flags in _mount_points():
         if not point.startswith((b"/proc", b"/sys", b"/dev")):
             libc.mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
-    return libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") == 0
+    # A course (or its virtual environment) kept under /tmp would vanish under the fresh /tmp:
+    # hold it by descriptor, then bind it back in, read-only, with the folders hidden inside it.
+    under_tmp = [p for p in isolation.readonly if p == "/tmp" or p.startswith("/tmp/")]
+    held = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in under_tmp]
+    if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") != 0:
+        return False
+    for path, fd in held:
+        os.makedirs(path, exist_ok=True)
+        target = os.fsencode(path)
+        if libc.mount(f"/proc/self/fd/{fd}".encode(), target, None, _MS_BIND | _MS_REC, None) != 0:
+            return False
+        os.close(fd)
+        flags = _statvfs_flags(path)
+        libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
+        if not os.statvfs(path).f_flag & os.ST_RDONLY:
+            return False
+    return True
+
+
+def _statvfs_flags(path: str) -> int:
+    """The mount flags of ``path`` a remount must keep (a user namespace may not drop them)."""
+    f_flag = os.statvfs(path).f_flag
+    pairs = ((os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, 8),
+             (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
+    return sum(ms for st, ms in pairs if f_flag & st)
 
 
 def _new_mount_namespace(libc) -> bool:
