@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from coursetools.grading.sandbox import Isolation, _mount_isolation, mount_isolation_available
+from coursetools.grading.isolation import Isolation, mount_isolation, mount_isolation_available
 from coursetools.paths import BUILD, ROOT
 
 pytestmark = pytest.mark.skipif(not mount_isolation_available(),
@@ -50,7 +50,7 @@ def _sh(script: str, isolation: Isolation | None, as_nobody: bool) -> subprocess
             # A uid change makes the process non-dumpable, which hands /proc/self to root; a
             # process started as that user (an instructor's `make grade`) is dumpable already.
             ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1)
-        if isolation is not None and not _mount_isolation(isolation):
+        if isolation is not None and not mount_isolation(isolation):
             os._exit(70)
     run = subprocess.run(["/bin/sh", "-c", script], preexec_fn=preexec, capture_output=True, text=True,
                          cwd="/", timeout=60)

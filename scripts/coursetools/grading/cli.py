@@ -27,7 +27,8 @@ from tqdm import tqdm
 from ..paths import ROOT, lab_ids, lab_notebook
 from . import report
 from .intake import Submission, discover, read_notebook, student_cells
-from .sandbox import Isolation, Limits, mount_isolation_available, seccomp_available
+from .isolation import Isolation, mount_isolation_available
+from .sandbox import Limits, seccomp_available
 from .trusted import TrustedLab
 
 _LABS: dict[str, TrustedLab] = {}

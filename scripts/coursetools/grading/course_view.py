@@ -129,7 +129,8 @@ def _module_of(obj) -> str:
     return getattr(obj, "__module__", None) or ""
 
 
-def _inert(name: str):
+def inert_check(name: str):
+    """A stand-in for a check function: in the sandbox a check only says where it really runs."""
     def inert(*args, **kwargs):
         print(f"[{name}: the grader runs this check outside your code]")
     inert.__name__ = inert.__qualname__ = name
@@ -180,7 +181,7 @@ def seal(handed_out: dict[str, list[str] | None], scripts_dir: str) -> dict[str,
         for attr in names:
             value = module.__dict__.get(attr)
             if isinstance(value, types.FunctionType) and _module_of(value).split(".")[0] == "checker":
-                module.__dict__[attr] = _inert(attr)
+                module.__dict__[attr] = inert_check(attr)
             elif attr in module.__dict__:
                 roots.append(value)
     keep, whole = needed(roots, course)

@@ -34,6 +34,8 @@ import traceback
 import types
 import warnings
 
+from coursetools.grading import course_view  # standard library only: safe before the environment is set
+
 CELL_PREFIX = "<cell "
 
 
@@ -75,10 +77,7 @@ class _StubChecker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         def __getattr__(attr):
             if attr.startswith("__"):
                 raise AttributeError(attr)
-
-            def inert(*args, **kwargs):
-                print(f"[{attr}: the grader runs this check outside your code]")
-            return inert
+            return course_view.inert_check(attr)
 
         module.__getattr__ = __getattr__
         return module
@@ -90,10 +89,9 @@ class _StubChecker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 class Runner:
     """Holds the submission's namespace and the objects handed out as handles."""
 
-    def __init__(self, wire, send, recv, course_kept=None, refusal_mark="", offered=str):
+    def __init__(self, wire, send, recv, course_kept=None):
         self.wire, self.send, self.recv = wire, send, recv
-        self.course_kept: dict[str, list[str]] = dict(course_kept or {})
-        self.refusal_mark, self.offered = refusal_mark, offered
+        self.course_kept: dict[str, list[str]] = dict(course_kept or {})  # course module -> names handed out
         self.ns: dict = {"__name__": "__main__"}
         self.handles: dict[int, object] = {}
 
@@ -127,8 +125,8 @@ class Runner:
         message = str(exc)
         module = getattr(exc, "name", None) if isinstance(exc, ImportError) else None
         if module in self.course_kept:
-            message += (f" ({self.refusal_mark} {self.offered(self.course_kept[module])} from {module}; "
-                        f"write the exercise's math yourself)")
+            offered = course_view.offered(self.course_kept[module])
+            message += f" ({course_view.REFUSAL_MARK} {offered} from {module}; write the exercise's math yourself)"
         return message
 
     def encode(self, value):
@@ -247,7 +245,7 @@ def main() -> None:
         sys.meta_path.insert(0, _StubChecker())
         for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
             del sys.modules[name]
-    from coursetools.grading import course_view, guard, seccomp
+    from coursetools.grading import guard, seccomp
 
     # The course's modules keep only what the lab hands out (the rest holds reference answers),
     # and no source line read so far stays cached where student code could exec it.
@@ -256,9 +254,8 @@ def main() -> None:
     kernel_filter = seccomp.install()
     guard.disarm_ctypes()
     guard.install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
-    refusal_mark, offered = course_view.REFUSAL_MARK, course_view.offered
-    del guard, seccomp, course_view
-    runner = Runner(wire, send, recv, runner_hints, refusal_mark, offered)
+    del guard, seccomp
+    runner = Runner(wire, send, recv, runner_hints)
     send({"ready": True, "seccomp": kernel_filter or "on"})
     ops = {"exec": runner.op_exec, "names": runner.op_names, "get": runner.op_get,
            "getattr": runner.op_getattr, "call": runner.op_call}

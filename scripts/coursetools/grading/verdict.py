@@ -12,7 +12,8 @@ from checker.compare import CheckFailure
 
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .remote import SubmissionNames
-from .sandbox import Isolation, Limits, Sandbox, SandboxDied, SandboxTimeout
+from .isolation import Isolation
+from .sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout
 from .trusted import TrustedLab, strip_magics
 
 OUTPUT_CAP = 20_000
