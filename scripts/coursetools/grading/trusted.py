@@ -88,12 +88,8 @@ class TrustedLab:
         is taken away. In numpy-only labs torch and the checker stay out.
         """
         names: list[str] = [] if self.numpy_only else ["torch", self.checker_module]
-        for _, source in self.setup_cells:
-            for node in ast.walk(ast.parse(strip_magics(source))):
-                if isinstance(node, ast.Import):
-                    names += [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        for module, attrs in self.handed_out.items():
+            names += [module] + [f"{module}.{attr}" for attr in attrs or ()]  # an attr may be a submodule
         if self.numpy_only:
             names = [n for n in names if n.split(".")[0] not in ("torch", "checker", "jax", "tensorflow")]
         return list(dict.fromkeys(names))
