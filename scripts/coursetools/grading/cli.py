@@ -98,6 +98,10 @@ def main(argv=None) -> int:
     if args.workers < 1:
         print("make grade: --workers must be at least 1", file=sys.stderr)
         return 2
+    problem = report.out_problem(out)
+    if problem:  # before any grading: a read-only, misplaced or full OUT would lose every result
+        print(f"make grade: OUT={args.out} {problem}; nothing was graded", file=sys.stderr)
+        return 2
     known = lab_ids()
     labs = args.labs or known
     unknown = [lab for lab in labs if lab not in known]

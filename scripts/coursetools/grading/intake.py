@@ -120,8 +120,33 @@ def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None)
     return list(seen.values()) + [s for s in result if s.path is None and (s.student, s.lab) not in seen]
 
 
+def _short(value, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for reasons that quote a submission's content."""
+    try:
+        text = repr(value) if not isinstance(value, str) else value
+    except Exception:  # a repr that cannot be computed (an int past the digit limit)
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def read_notebook(path: Path) -> tuple[dict | None, str]:
-    """The notebook as a dict, or None and the reason it cannot be graded."""
+    """The notebook as a dict, or None and the reason it cannot be graded; never raises.
+
+    Whatever the file holds (integers past Python's digit limit, nesting past
+    the recursion limit, NUL bytes, lone surrogates), the outcome is a reason,
+    so one file can only ever cost its own student's row.
+    """
+    try:
+        return _read_notebook(path)
+    except MemoryError:
+        return None, "the notebook is too large to read"
+    except RecursionError:
+        return None, "malformed notebook JSON (nested too deeply)"
+    except Exception as exc:  # noqa: BLE001 - one file must never stop the class
+        return None, f"cannot read the notebook ({type(exc).__name__}: {_short(str(exc), 120)})"
+
+
+def _read_notebook(path: Path) -> tuple[dict | None, str]:
     try:
         size = path.stat().st_size
         if size > MAX_NOTEBOOK_BYTES:
@@ -137,10 +162,14 @@ def read_notebook(path: Path) -> tuple[dict | None, str]:
         nb = json.loads(text)
     except json.JSONDecodeError as exc:
         return None, f"malformed notebook JSON (line {exc.lineno}: {exc.msg})"
+    except RecursionError:
+        return None, "malformed notebook JSON (nested too deeply)"
+    except ValueError as exc:  # an integer past the int/str digit limit, and the like
+        return None, f"malformed notebook JSON ({_short(str(exc), 80)})"
     if not isinstance(nb, dict):
         return None, "not a Jupyter notebook (the JSON is not an object)"
     if nb.get("nbformat") != 4:
-        return None, f"nbformat {nb.get('nbformat')} notebook; save it with Jupyter 4 or newer (nbformat 4)"
+        return None, f"nbformat {_short(nb.get('nbformat'))} notebook; save it with Jupyter 4 or newer (nbformat 4)"
     if not isinstance(nb.get("cells"), list):
         return None, "not a Jupyter notebook (no list of cells)"
     return nb, ""
@@ -170,6 +199,8 @@ def student_cells(trusted: TrustedLab, nb: dict) -> tuple[list[tuple[str, str]],
         meta = cell.get("metadata")
         nbg = meta.get("nbgrader") if isinstance(meta, dict) else None
         gid = nbg.get("grade_id") if isinstance(nbg, dict) else None
+        if not isinstance(gid, str):
+            gid = None  # a list, dict or number is no grade_id: the cell counts as one the student added
         if gid in trusted.solution_ids:
             if gid in solutions:
                 continue  # a duplicated exercise cell: the first one counts

@@ -6,8 +6,45 @@ import base64
 import csv
 import html
 import io
+import os
 from collections import Counter, defaultdict
 from pathlib import Path
+
+
+PROBE_BYTES = 2**20
+
+
+def out_problem(out: Path) -> str:
+    """Why ``out`` cannot take the results, or "" when it can: checked before any grading starts.
+
+    Creates the folder if needed and writes (and removes) a probe file of
+    ``PROBE_BYTES``, so a read-only, misplaced or full ``OUT`` is found before
+    hours of grading, not when the results are written.
+    """
+    if out.exists() and not out.is_dir():
+        return "is not a folder"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot be created ({exc.strerror or exc})"
+    probe = out / f".make-grade-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            block = b"\0" * 65536
+            for _ in range(PROBE_BYTES // len(block)):
+                os.write(fd, block)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"cannot write there ({exc.strerror or exc})"
+    finally:
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+    return ""
 
 
 def write_csvs(out: Path, rows: list[dict], question_rows: list[dict]) -> None:

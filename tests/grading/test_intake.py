@@ -1,0 +1,143 @@
+"""Intake of `make grade`: finding, opening and parsing submissions, unit-level (no sandbox, no nbgrader).
+
+Each test builds a tiny SUBMITTED folder in tmp_path and calls ``discover``,
+``read_notebook`` or ``student_cells`` directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from coursetools.grading import cli
+from coursetools.grading.intake import discover, read_notebook, student_cells
+from coursetools.grading.trusted import TrustedLab
+from fixtures.hostile import LAB
+from fixtures.notebooks import nbgrader_meta, submission
+
+MINIMAL = {"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": []}
+
+
+@pytest.fixture(scope="module")
+def trusted() -> TrustedLab:
+    return TrustedLab.load(LAB)
+
+
+def _write_json_text(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# --- finding 3: nothing in one file raises past the per-student handler ----------------------------
+
+HOSTILE_JSON = {
+    # Python refuses int <-> str conversions beyond 4300 digits (ValueError, not JSONDecodeError).
+    "integer-5001-digits": '{"nbformat": 4, "cells": [], "x": ' + "7" * 5001 + "}",
+    "integer-in-cells": '{"nbformat": 4, "cells": [' + "9" * 20000 + "]}",
+    # Nesting deeper than the interpreter's recursion limit (RecursionError).
+    "array-nested-100000": '{"nbformat": 4, "cells": [], "x": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "object-nested-100000": '{"x": ' + '{"a": ' * 100_000 + "1" + "}" * 100_000 + "}",
+    "nbformat-huge-string": json.dumps({"nbformat": "4" * 1_000_000, "cells": []}),
+    "nul-bytes": '{"nbformat": 4, "cells": [], "x": "\u0000"}\u0000',
+    "lone-surrogate": '{"nbformat": 4, "cells": ["\\ud800"]}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_JSON))
+def test_read_notebook_turns_every_parse_failure_into_a_reason(tmp_path, name):
+    path = _write_json_text(tmp_path / "s" / LAB / f"{LAB}.ipynb", HOSTILE_JSON[name])
+    nb, reason = read_notebook(path)
+    if nb is None:
+        assert reason and len(reason) < 300, reason
+    else:
+        assert reason == "" and isinstance(nb.get("cells"), list)
+
+
+JUNK_CELLS = [
+    {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": ["check_ex3_linear_layer"], "grade": True}},
+     "source": "print('list id')"},
+    {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": {"a": 1}}}, "source": "x = 1"},
+    {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": 7}}, "source": ["y = ", 2, "3"]},
+    {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": None}}, "source": 12},
+    {"cell_type": "code", "metadata": ["not", "a", "dict"], "source": "z = 3"},
+    {"cell_type": "code", "metadata": {"nbgrader": "string"}, "source": None},
+    {"cell_type": ["code"], "metadata": {}, "source": "w = 4"},
+    "a cell that is a string", 42, None, ["list"],
+]
+
+
+def test_junk_cell_metadata_keeps_the_exercise_cells(trusted):
+    """Cells with odd types never crash the notebook; the real exercise cells are still taken."""
+    nb = json.loads(json.dumps(submission(LAB)))  # plain dicts, as read_notebook returns them
+    nb["cells"] = JUNK_CELLS + nb["cells"] + JUNK_CELLS
+    cells, solutions = student_cells(trusted, nb)
+    expected = {gid: src for gid, src in ((nbgrader_meta(c).get("grade_id"), "".join(c["source"]))
+                                         for c in nb["cells"] if isinstance(c, dict)
+                                         and isinstance(c.get("metadata"), dict)
+                                         and isinstance(c["metadata"].get("nbgrader"), dict)
+                                         and c["metadata"]["nbgrader"].get("solution"))}
+    assert set(trusted.solution_ids) <= set(expected)
+    for gid in trusted.solution_ids:
+        assert solutions[gid] == expected[gid], gid
+    assert all(isinstance(label, str) and isinstance(src, str) for label, src in cells)
+    # A junk grade_id never names a trusted grade cell: its code runs as an added cell, never as a check.
+    assert "print('list id')" in [src for _, src in cells]
+    assert not any(label in {g.grade_id for g in trusted.grade_cells} for label, _ in cells)
+
+
+# --- finding 3: OUT that cannot be written stops the command before grading, with one line -------
+
+def _one_clear_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and "Traceback" not in "\n".join(err), err
+    assert err[-1].startswith("make grade: OUT"), err
+    return err[-1]
+
+
+@pytest.fixture()
+def tiny_class(tmp_path) -> Path:
+    submitted = tmp_path / "submitted"
+    _write_json_text(submitted / "amy" / LAB / f"{LAB}.ipynb", json.dumps(MINIMAL))
+    return submitted
+
+
+def test_out_that_is_a_file_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", None)  # grading must not start
+    (tmp_path / "out").write_text("a file")
+    assert cli.main([str(tiny_class), str(tmp_path / "out"), "--labs", LAB]) == 2
+    assert "not a folder" in _one_clear_line(capsys)
+    assert cli.main([str(tiny_class), str(tmp_path / "out" / "below"), "--labs", LAB]) == 2
+    _one_clear_line(capsys)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_out_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", None)
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert cli.main([str(tiny_class), str(out), "--labs", LAB]) == 2
+        assert "cannot write" in _one_clear_line(capsys)
+    finally:
+        out.chmod(0o700)
+
+
+def test_full_out_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
+    """A full disk, simulated: every write into OUT goes to /dev/full (ENOSPC from the kernel)."""
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", None)
+    out = tmp_path / "out"
+    real_open = os.open
+
+    def open_full(path, flags, *args, **kwargs):
+        if str(path).startswith(str(out)) and flags & (os.O_WRONLY | os.O_RDWR):
+            return real_open("/dev/full", os.O_WRONLY)
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", open_full)
+    assert cli.main([str(tiny_class), str(out), "--labs", LAB]) == 2
+    assert "cannot write" in _one_clear_line(capsys)
