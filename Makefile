@@ -2,9 +2,12 @@
 # Every target creates the virtual environment first if it is missing.
 
 VENV    ?= .venv
-PYTHON  ?= $(shell command -v python3.11 || command -v python3)
+# Any Python the pinned packages have wheels for (3.11 to 3.14; torch 2.13.0 and numpy 2.4.6 set the range).
+PYTHON  ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3.14 || command -v python3)
 PY      := $(VENV)/bin/python
-STAMP   := $(VENV)/.installed-stamp
+# Two stamps: `make lab` installs what the labs run with; `make test` adds the test tools.
+STAMP   := $(VENV)/.runtime-stamp
+TEST_STAMP := $(VENV)/.test-stamp
 ARGS    ?=
 # The folder `make lab` serves (the browser test serves a scratch copy of labs/).
 LABS_DIR ?= labs
@@ -13,7 +16,7 @@ WORKERS ?= auto
 # JupyterLab refuses to run as root without this flag (containers, CI).
 ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: help env browser lab test labs check-labs review grade clean
+.PHONY: help env test-env browser lab test release labs check-labs review grade clean
 
 help:
 	@echo "make lab     set up the environment and open the labs in JupyterLab (ARGS=--no-browser for headless)"
@@ -22,16 +25,41 @@ help:
 	@echo "make review  execute every solution notebook and render it to HTML under build/review/"
 	@echo "make grade SUBMITTED=<dir> OUT=<dir>  grade a class (nbgrader layout; GRADE_ARGS=--loose for LMS files)"
 
+# A .venv left by another Python (the interpreter it points to is gone, was upgraded to another
+# minor version, or is outside 3.11-3.14, or PYTHON=... asks for another version) never works:
+# it is removed here, before make looks at the stamps, and rebuilt below.
+VENV_PROBLEM := $(if $(filter help clean,$(MAKECMDGOALS)),,$(shell test ! -e $(VENV) || $(PY) -c \
+  'import sys, sysconfig, os; v = sys.version_info[:2]; cfg = open(os.path.join(sys.prefix, "pyvenv.cfg")).read(); \
+   same = any("%s = %d.%d." % ((key,) + v) in cfg for key in ("version", "version_info")); \
+   ok = (3, 11) <= v < (3, 15) and os.path.isdir(sysconfig.get_path("purelib")) and same; \
+   print("" if ok else "it was built by Python %s, which this course does not support or no longer finds its packages" % ".".join(map(str, v)))' \
+  2>/dev/null || echo "its Python no longer runs (moved or uninstalled)"))
+ifeq ($(origin PYTHON),command line)
+VENV_PROBLEM += $(if $(VENV_PROBLEM),,$(shell test ! -x $(PY) || test "$$($(PY) -c 'import sys; print(sys.version_info[:2])')" = "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" || echo "PYTHON=$(PYTHON) is another version"))
+endif
+ifneq ($(strip $(VENV_PROBLEM)),)
+$(info Rebuilding $(VENV): $(strip $(VENV_PROBLEM)).)
+$(shell rm -rf $(VENV))
+endif
+
+# Runtime only (what `make lab`, `make grade` and the instructor tools need); never apt.
 # The stamp is rebuilt when the dependency list changes.
 $(STAMP): pyproject.toml
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(PY) || { echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"; $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --disable-pip-version-check -q --upgrade pip
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check -q -e .
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mdl)" >/dev/null
-	@$(MAKE) --no-print-directory browser
 	@touch $(STAMP)
 
+# The test tools on top (pytest, hypothesis, nbval, Playwright) and Chromium for the browser test.
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	@$(MAKE) --no-print-directory browser
+	@touch $(TEST_STAMP)
+
 env: $(STAMP)
+
+test-env: $(TEST_STAMP)
 
 # Debian's Chromium for the real-browser test (tests/browser, Playwright drives it).
 # Best effort: only as root with apt-get; without it that test is skipped, never failed.
@@ -46,7 +74,7 @@ lab: env
 
 # nbval executes every solution notebook (--dist loadfile keeps each notebook's
 # cells on one worker), then the unit, grading, repository and browser tests.
-test: env
+test: test-env
 	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax --nbval-current-env solutions $(ARGS)
 	$(PY) -m pytest -n $(WORKERS) --dist loadgroup tests $(ARGS)
 
