@@ -42,11 +42,29 @@ class Match:
 
 
 class CheckFailure(AssertionError):
-    """A failed check. ``misconception`` is the catalogue name, if recognised."""
+    """A failed check. ``misconception`` is the catalogue name, if recognised.
+
+    ``str(failure)`` is the whole message: ``make grade`` reports it as it is.
+    In a notebook IPython calls :meth:`_render_traceback_` instead of printing
+    a traceback, so the student reads the message first, with none of the
+    checker's own frames above it (the cell still ends in an error, which is
+    how nbgrader and Validate see a failed check).
+    """
 
     def __init__(self, message: str, misconception: Optional[str] = None):
         super().__init__(message)
         self.misconception = misconception
+
+    def _render_traceback_(self) -> list[str]:
+        """The lines IPython shows for this exception: the message, first line in bold red."""
+        from . import notebook  # IPython-only helpers: links and progress after the cell
+
+        notebook.after_failure(self)
+        first, *rest = str(self).splitlines() or [""]
+        return [f"{_RED_BOLD}\u2717 Check failed: {first}{_RESET}", *rest]
+
+
+_RED_BOLD, _RESET = "\x1b[1;31m", "\x1b[0m"
 
 
 def describe_type(value) -> str:
@@ -158,10 +176,10 @@ def compare(
         abs_err = np.abs(got - expected)
         finite = np.isfinite(got)
         max_abs = float(np.max(abs_err, initial=0.0)) if np.all(finite) else float("inf")
-        # Relative error is only meaningful where the reference is not zero.
+        # Relative error is only meaningful where the reference is not zero (NaN: nowhere).
         nonzero = expected != 0
         rel = abs_err[nonzero] / np.abs(expected[nonzero])
-        max_rel = float(np.max(rel, initial=0.0)) if np.all(finite) else float("inf")
+        max_rel = (float(np.max(rel)) if rel.size else float("nan")) if np.all(finite) else float("inf")
         within = np.all(finite) and bool(np.all(abs_err <= tol.atol + tol.rtol * np.abs(expected)))
         if not within:
             problem = "values differ"
@@ -174,30 +192,63 @@ def compare(
 
     if problem is None:
         return Match(quantity, expected.shape, max_abs, max_rel)
+    shown = f"shape {_shape_of(received)}, {_dtype_of(received)}"
+    message, name = failure_message(ev, problem, reference, tol, shown, max_abs, max_rel)
+    raise CheckFailure(message, name)
 
+
+def error_figures(expected: np.ndarray, received: Optional[np.ndarray], max_abs: float, max_rel: float,
+                  tol: Tolerance, problem: str) -> str:
+    """The error line of a failure message, printing only figures that mean something.
+
+    A relative error divides by the reference, so it is left out where the
+    reference is 0 ("n/a (reference is 0)"), and qualified when the largest
+    absolute error sits on an entry whose reference is 0.
+    """
+    if not (np.isfinite(max_abs) or max_abs == float("inf")):
+        return f"  max abs error: not computable ({problem}) (tolerance {tol})"
+    if max_abs == float("inf"):
+        return f"  max abs error: inf (your result has inf or nan entries) (tolerance {tol})"
+    if np.isnan(max_rel):
+        rel = "max rel error: n/a (reference is 0)"
+    else:
+        rel = f"max rel error: {max_rel:.3g}"
+        worst = np.unravel_index(np.argmax(np.abs(received - expected)), expected.shape) if expected.ndim else ()
+        if max_abs > 0 and expected[worst] == 0:
+            where = f", at index {tuple(int(i) for i in worst)}," if expected.ndim else ""
+            rel += f" over entries whose reference is not 0 (the largest error{where} has reference 0)"
+    return f"  max abs error: {max_abs:.3g}, {rel} (tolerance {tol})"
+
+
+def failure_message(ev: Evidence, problem: str, reference: str, tol: Tolerance, received_shown: str,
+                    max_abs: float, max_rel: float) -> tuple[str, Optional[str]]:
+    """The failure message of :func:`compare` and the misconception it names, if any.
+
+    Built here rather than next to the ``raise``: a traceback (in a plain
+    Python session) then shows the ``raise`` line, not the message's
+    alternative wording for an unrecognised mistake.
+    """
+    expected, received = ev.expected, ev.received
     lines = [
-        f"{quantity} does not match {reference}: {problem}.",
+        f"{ev.quantity} does not match {reference}: {problem}.",
         f"  expected: shape {expected.shape}, float64",
-        f"  received: shape {_shape_of(received)}, {_dtype_of(received)}",
+        f"  received: {received_shown}",
+        error_figures(expected, received, max_abs, max_rel, tol, problem),
     ]
-    if np.isfinite(max_abs) or max_abs == float("inf"):
-        lines.append(f"  max abs error: {max_abs:.3g}, max rel error: {max_rel:.3g} (tolerance {tol})")
-    else:
-        lines.append(f"  max abs error: not computable ({problem}) (tolerance {tol})")
     found = diagnose(ev)
-    name = None
-    if found:
-        m, detail = found
-        name = m.name
-        lines += [
-            f"  Likely misconception [{m.name}]: {m.title} ({detail}).",
-            f"  Fix: {m.fix}",
-            f"  Read: {m.anchor}",
-        ]
-    else:
-        lines.append("  No known misconception matches; compare your shapes and formulas step by step "
-                     "(TROUBLESHOOTING.md#reading-a-failed-check).")
-    raise CheckFailure("\n".join(lines), name)
+    if not found:
+        return "\n".join(lines + [_UNRECOGNISED]), None
+    m, detail = found
+    lines += [
+        f"  Likely misconception [{m.name}]: {m.title} ({detail}).",
+        f"  Fix: {m.fix}",
+        f"  Read: {m.anchor}",
+    ]
+    return "\n".join(lines), m.name
+
+
+_UNRECOGNISED = ("  No known misconception matches; compare your shapes and formulas step by step "
+                 "(TROUBLESHOOTING.md#reading-a-failed-check).")
 
 
 def summarise(exercise: str, matches: Sequence[Match], reference: str, tol: Tolerance, n_cases: int) -> str:
