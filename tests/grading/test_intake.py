@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from coursetools.grading import cli
 from coursetools.grading.intake import discover, read_notebook, student_cells
 from coursetools.grading.trusted import TrustedLab
 from fixtures.hostile import LAB
@@ -91,6 +90,12 @@ def test_junk_cell_metadata_keeps_the_exercise_cells(trusted):
 
 # --- finding 3: OUT that cannot be written stops the command before grading, with one line -------
 
+def _cli():
+    from coursetools.grading import cli  # imported here: the intake tests above need no sandbox module
+
+    return cli
+
+
 def _one_clear_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert err and "Traceback" not in "\n".join(err), err
@@ -106,6 +111,7 @@ def tiny_class(tmp_path) -> Path:
 
 
 def test_out_that_is_a_file_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
+    cli = _cli()
     monkeypatch.setattr(cli, "ProcessPoolExecutor", None)  # grading must not start
     (tmp_path / "out").write_text("a file")
     assert cli.main([str(tiny_class), str(tmp_path / "out"), "--labs", LAB]) == 2
@@ -116,6 +122,7 @@ def test_out_that_is_a_file_fails_before_grading(tiny_class, tmp_path, capsys, m
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_out_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
+    cli = _cli()
     monkeypatch.setattr(cli, "ProcessPoolExecutor", None)
     out = tmp_path / "out"
     out.mkdir()
@@ -129,6 +136,7 @@ def test_read_only_out_fails_before_grading(tiny_class, tmp_path, capsys, monkey
 
 def test_full_out_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch):
     """A full disk, simulated: every write into OUT goes to /dev/full (ENOSPC from the kernel)."""
+    cli = _cli()
     monkeypatch.setattr(cli, "ProcessPoolExecutor", None)
     out = tmp_path / "out"
     real_open = os.open
@@ -141,3 +149,115 @@ def test_full_out_fails_before_grading(tiny_class, tmp_path, capsys, monkeypatch
     monkeypatch.setattr(os, "open", open_full)
     assert cli.main([str(tiny_class), str(out), "--labs", LAB]) == 2
     assert "cannot write" in _one_clear_line(capsys)
+
+
+# --- finding 2: links and non-regular files in SUBMITTED are never followed or read ---------------
+
+def _notebook(path: Path) -> Path:
+    return _write_json_text(path, json.dumps(MINIMAL))
+
+
+def _class_with(tmp_path, plant) -> tuple[Path, Path]:
+    """SUBMITTED with an honest alice and a mallory planted by ``plant(submitted, secret)``.
+
+    ``secret`` stands for solutions/ or anything else outside the submission.
+    """
+    submitted, secret = tmp_path / "submitted", tmp_path / "secret"
+    _notebook(submitted / "alice" / LAB / f"{LAB}.ipynb")
+    _notebook(secret / LAB / f"{LAB}.ipynb")
+    plant(submitted, secret)
+    return submitted, secret
+
+
+NB = f"{LAB}/{LAB}.ipynb"
+LINK_PLANTS = {
+    "student-folder-linked-to-classmate": lambda s, x: (s / "mallory").symlink_to(s / "alice"),
+    "student-folder-linked-outside": lambda s, x: (s / "mallory").symlink_to(x),
+    "lab-folder-linked-outside": lambda s, x: ((s / "mallory").mkdir(), (s / "mallory" / LAB).symlink_to(x / LAB)),
+    "notebook-linked-outside": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True),
+                                             (s / "mallory" / NB).symlink_to(x / NB)),
+    "notebook-relative-link": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True),
+                                            (s / "mallory" / NB).symlink_to(Path("../../alice") / NB)),
+    "dangling-link": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True),
+                                   (s / "mallory" / NB).symlink_to(x / "nothing.ipynb")),
+    "hard-link-outside": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True), os.link(x / NB, s / "mallory" / NB)),
+    "hard-link-to-classmate": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True),
+                                            os.link(s / "alice" / NB, s / "mallory" / NB)),
+    "fifo-notebook": lambda s, x: ((s / "mallory" / LAB).mkdir(parents=True), os.mkfifo(s / "mallory" / NB)),
+    "fifo-student": lambda s, x: os.mkfifo(s / "mallory"),
+    "fifo-lab": lambda s, x: ((s / "mallory").mkdir(), os.mkfifo(s / "mallory" / LAB)),
+    "folder-named-like-notebook": lambda s, x: (s / "mallory" / NB).mkdir(parents=True),
+}
+
+
+@pytest.mark.parametrize("plant", sorted(LINK_PLANTS))
+def test_links_and_non_regular_files_are_refused_with_a_reason(tmp_path, plant):
+    submitted, _ = _class_with(tmp_path, LINK_PLANTS[plant])
+    found = discover(submitted, [LAB])
+    mallory = [s for s in found if s.student == "mallory"]
+    assert mallory and all(s.path is None and s.problem for s in mallory), mallory
+    reasons = " ".join(s.problem for s in mallory)
+    expected = ("symbolic link" if "link" in plant and "hard" not in plant else
+                "hard link" if "hard" in plant else "not a")
+    assert expected in reasons, reasons
+    if expected == "not a":  # a FIFO where a folder or a notebook file belongs: named for what it is
+        assert "not a regular file" in reasons or "not a folder" in reasons, reasons
+    alice = [s for s in found if s.student == "alice"]
+    if "classmate" in plant:  # the classmate's own file has two names too: not graded, never shared
+        assert alice[0].path is None or plant == "student-folder-linked-to-classmate"
+    else:
+        assert [s.path.name for s in alice] == [f"{LAB}.ipynb"]
+
+
+LOOSE_PLANTS = {
+    "file-linked-outside": lambda s, x: (s / f"mallory_{LAB}.ipynb").symlink_to(x / NB),
+    "folder-linked-outside": lambda s, x: (s / "sub").symlink_to(x / LAB),
+    "hard-link-outside": lambda s, x: os.link(x / NB, s / f"mallory_{LAB}.ipynb"),
+    "dangling-link": lambda s, x: (s / f"mallory_{LAB}.ipynb").symlink_to(x / "nothing.ipynb"),
+    "fifo": lambda s, x: os.mkfifo(s / f"mallory_{LAB}.ipynb"),
+}
+
+
+@pytest.mark.parametrize("plant", sorted(LOOSE_PLANTS))
+def test_loose_layout_never_follows_links(tmp_path, plant):
+    submitted, secret = tmp_path / "loose", tmp_path / "secret"
+    _notebook(submitted / f"alice_{LAB}.ipynb")
+    _notebook(secret / LAB / f"{LAB}.ipynb")
+    (secret / LAB / f"mallory_{LAB}.ipynb").write_text(json.dumps(MINIMAL))
+    LOOSE_PLANTS[plant](submitted, secret)
+    found = discover(submitted, [LAB], loose=True)
+    graded = [s for s in found if s.path is not None]
+    assert [s.student for s in graded] == ["alice"], found
+    refused = [s for s in found if s.path is None]
+    assert refused and all(s.problem for s in refused), found
+
+
+def test_read_notebook_refuses_links_at_any_depth(tmp_path):
+    real = _notebook(tmp_path / "real" / LAB / f"{LAB}.ipynb")
+    assert read_notebook(real)[0] is not None
+    (tmp_path / "file-link.ipynb").symlink_to(real)
+    (tmp_path / "folder-link").symlink_to(tmp_path / "real")
+    os.link(real, tmp_path / "hard.ipynb")
+    for path in (tmp_path / "file-link.ipynb", tmp_path / "folder-link" / LAB / f"{LAB}.ipynb"):
+        nb, reason = read_notebook(path)
+        assert nb is None and "symbolic link" in reason, (path, reason)
+    nb, reason = read_notebook(tmp_path / "hard.ipynb")
+    assert nb is None and "hard link" in reason, reason
+
+
+def test_read_notebook_does_not_block_on_a_fifo(tmp_path):
+    """Opening a FIFO for reading waits for a writer; the grader must refuse it without opening it so."""
+    import threading
+
+    fifo = tmp_path / "s.ipynb"
+    os.mkfifo(fifo)
+    outcome = {}
+    reader = threading.Thread(target=lambda: outcome.update(result=read_notebook(fifo)), daemon=True)
+    reader.start()
+    reader.join(30)  # a hang guard, not a timing check: a correct read returns at once
+    if reader.is_alive():  # release the blocked reader before failing
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        reader.join(30)
+    assert "result" in outcome and not reader.is_alive()
+    nb, reason = outcome["result"]
+    assert nb is None and "not a regular file" in reason, reason

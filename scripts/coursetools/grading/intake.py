@@ -13,12 +13,28 @@ Two layouts are accepted:
 Every problem becomes a :class:`Submission` with a ``problem`` instead of an
 exception, so one broken file never stops the others. Nothing is written to
 ``SUBMITTED``.
+
+Intake never follows a link. Zip and LMS extraction keep symbolic links, and a
+link (or a hard link, which is the same file under a second name) to
+``solutions/`` or to a classmate's notebook would otherwise be graded as the
+student's work. So every entry is looked at with ``lstat``: a symbolic link
+(file or folder, at any depth), a notebook with more than one name on disk
+(``st_nlink > 1``) and anything that is not a regular file (FIFO, socket,
+device, a folder named like a notebook) are refused with a reason. Reading
+repeats the checks on the descriptor it reads from: every folder on the way is
+opened with ``O_NOFOLLOW`` and the file with ``O_NOFOLLOW | O_NONBLOCK``
+(a FIFO cannot block the grader), then ``fstat`` decides before any byte is
+read. Entries whose names start with ``.`` are reported ("hidden entry
+skipped"), never silently dropped.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +42,7 @@ from .trusted import TrustedLab
 
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 MAX_NOTEBOOK_BYTES = 50 * 2**20
+LAYOUT = "expected <student>/<lab>/<lab>.ipynb (or use --loose)"
 
 
 @dataclass
@@ -36,42 +53,107 @@ class Submission:
     problem: str = ""
 
 
-def _lab_folders(student_dir: Path, labs: list[str]) -> list[Submission]:
+def _kind(st: os.stat_result) -> str:
+    """What an ``lstat`` result is, in words."""
+    mode = st.st_mode
+    for test, name in ((stat.S_ISLNK, "symbolic link"), (stat.S_ISDIR, "folder"), (stat.S_ISREG, "file"),
+                       (stat.S_ISFIFO, "FIFO"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _refusal(rel: str, st: os.stat_result) -> str:
+    """Why the entry ``rel`` (``lstat`` result ``st``) cannot be read as a notebook, or ""."""
+    if stat.S_ISLNK(st.st_mode):
+        return f"'{rel}' is a symbolic link; links are never followed (submit the file itself)"
+    if not stat.S_ISREG(st.st_mode):
+        return f"'{rel}' is not a regular file but a {_kind(st)}"
+    if st.st_nlink > 1:
+        return (f"'{rel}' is a hard link (the same file has {st.st_nlink} names on disk); "
+                f"submit a file of your own")
+    return ""
+
+
+def _listing(folder: Path) -> list[tuple[str, os.stat_result]]:
+    """The entries of ``folder`` with their ``lstat`` results, sorted by name; nothing is followed."""
+    entries = []
+    with os.scandir(folder) as it:
+        for entry in it:
+            entries.append((entry.name, entry.stat(follow_symlinks=False)))
+    return sorted(entries, key=lambda e: e[0])
+
+
+def _hidden(student: str, lab: str, rel: str) -> Submission:
+    return Submission(student, lab, None, f"hidden entry '{rel}' skipped: names starting with '.' are not graded")
+
+
+def _lab_folders(student_dir: Path, student: str, labs: list[str]) -> list[Submission]:
     found = []
-    entries = sorted(p for p in student_dir.iterdir() if not p.name.startswith("."))
+    try:
+        entries = _listing(student_dir)
+    except OSError as exc:
+        return [Submission(student, "-", None, f"unreadable folder '{student}': {exc.strerror}")]
     if not entries:
-        return [Submission(student_dir.name, "-", None, "empty folder: nothing was submitted")]
-    for entry in entries:
-        if entry.is_dir() and entry.name in labs:
-            target = entry / f"{entry.name}.ipynb"
-            if target.is_file():
-                found.append(Submission(student_dir.name, entry.name, target))
-                continue
-            others = sorted(p.name for p in entry.glob("*.ipynb"))
-            reason = (f"wrong file name: found {', '.join(others)}, expected {entry.name}.ipynb" if others
-                      else f"missing notebook: {entry.name}/ has no {entry.name}.ipynb")
-            found.append(Submission(student_dir.name, entry.name, None, reason))
+        return [Submission(student, "-", None, "empty folder: nothing was submitted")]
+    for name, st in entries:
+        rel = f"{student}/{name}"
+        if name.startswith("."):
+            continue
+        elif stat.S_ISLNK(st.st_mode):
+            found.append(Submission(student, name, None, _refusal(rel, st)))
+        elif name in labs and not stat.S_ISDIR(st.st_mode):
+            found.append(Submission(student, name, None, f"'{rel}' is not a folder but a {_kind(st)}; {LAYOUT}"))
+        elif name in labs:
+            found.append(_lab_notebook(student_dir / name, student, name))
         else:
-            kind = "folder" if entry.is_dir() else "file"
-            found.append(Submission(student_dir.name, entry.name, None,
-                                    f"unknown {kind} '{entry.name}': expected one of the labs ({', '.join(labs)})"))
+            found.append(Submission(student, name, None,
+                                    f"unknown {_kind(st)} '{name}': expected one of the labs ({', '.join(labs)})"))
     return found
 
 
+def _lab_notebook(lab_dir: Path, student: str, lab: str) -> Submission:
+    """The submission in ``<student>/<lab>/``: its notebook, or why there is none to grade."""
+    rel = f"{student}/{lab}/{lab}.ipynb"
+    try:
+        entries = dict(_listing(lab_dir))
+    except OSError as exc:
+        return Submission(student, lab, None, f"unreadable folder '{student}/{lab}': {exc.strerror}")
+    st = entries.get(f"{lab}.ipynb")
+    if st is None:
+        others = sorted(n for n in entries if n.endswith(".ipynb"))
+        reason = (f"wrong file name: found {', '.join(others)}, expected {lab}.ipynb" if others
+                  else f"missing notebook: {lab}/ has no {lab}.ipynb")
+        return Submission(student, lab, None, reason)
+    refusal = _refusal(rel, st)
+    return Submission(student, lab, None if refusal else lab_dir / f"{lab}.ipynb", refusal)
+
+
 def discover(submitted: Path, labs: list[str], loose: bool = False, pattern: str | None = None) -> list[Submission]:
-    """Every (student, lab) found under ``submitted``, each with its notebook or its problem."""
+    """Every (student, lab) found under ``submitted``, each with its notebook or its problem.
+
+    ``submitted`` itself is resolved (the operator named it); below it nothing
+    is followed, and every path returned is free of links, which
+    :func:`read_notebook` checks again as it opens the file.
+    """
+    submitted = Path(submitted).resolve()
     if loose:
         return discover_loose(submitted, labs, pattern)
     result = []
-    for student_dir in sorted(p for p in submitted.iterdir() if not p.name.startswith(".")):
-        if not student_dir.is_dir():
-            result.append(Submission(student_dir.stem, "-", None,
-                                     f"'{student_dir.name}' is a file at the top level; "
-                                     f"expected <student>/<lab>/<lab>.ipynb (or use --loose)"))
-        elif not STUDENT_ID.match(student_dir.name):
-            result.append(Submission(student_dir.name, "-", None, "student id has unsupported characters"))
+    for name, st in _listing(submitted):
+        if name.startswith("."):
+            continue
+        elif stat.S_ISLNK(st.st_mode):
+            result.append(Submission(name, "-", None, _refusal(name, st)))
+        elif stat.S_ISREG(st.st_mode):
+            result.append(Submission(Path(name).stem, "-", None, f"'{name}' is a file at the top level; {LAYOUT}"))
+        elif not stat.S_ISDIR(st.st_mode):
+            result.append(Submission(name, "-", None, f"'{name}' is not a folder but a {_kind(st)}; {LAYOUT}"))
+        elif not STUDENT_ID.match(name):
+            result.append(Submission(name, "-", None, "student id has unsupported characters"))
         else:
-            result.extend(_lab_folders(student_dir, labs))
+            result.extend(_lab_folders(submitted / name, name, labs))
     # A lab that others submitted but this student did not is reported as missing.
     submitted_labs = {s.lab for s in result if s.lab in labs}
     have: dict[str, set] = {}
@@ -84,40 +166,55 @@ def discover(submitted: Path, labs: list[str], loose: bool = False, pattern: str
     return result
 
 
+def _walk(folder: Path, rel: str = ""):
+    """``(rel, path, lstat)`` of every entry below ``folder``: links and hidden folders are not entered."""
+    for name, st in _listing(folder):
+        entry_rel = f"{rel}{name}"
+        yield entry_rel, folder / name, st
+        if stat.S_ISDIR(st.st_mode) and not name.startswith("."):
+            yield from _walk(folder / name, entry_rel + "/")
+
+
+def _student_and_lab(name: str, labs: list[str], regex: re.Pattern | None) -> tuple[str | None, str | None]:
+    stem = Path(name).stem
+    if regex:
+        m = regex.search(name)
+        return (m.group("student"), m.group("lab")) if m else (None, None)
+    for candidate in sorted(labs, key=len, reverse=True):
+        if candidate in stem:
+            return stem.split(candidate)[0].split("_")[0].strip("_-") or None, candidate
+    return None, None
+
+
 def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None) -> list[Submission]:
+    """Every notebook under ``submitted`` named after a student and a lab; every other entry as a row."""
     regex = re.compile(pattern) if pattern else None
-    result = []
-    for path in sorted(p for p in submitted.rglob("*") if p.is_file() and not p.name.startswith(".")):
-        student = lab = None
-        if regex:
-            m = regex.search(path.name)
-            if m:
-                student, lab = m.group("student"), m.group("lab")
-        else:
-            for candidate in sorted(labs, key=len, reverse=True):
-                if candidate in path.stem:
-                    lab = candidate
-                    student = path.stem.split(candidate)[0].split("_")[0].strip("_-") or None
-                    break
-        if path.suffix != ".ipynb":
-            result.append(Submission(student or path.stem, lab or "-", None, f"not a notebook: {path.name}"))
+    result: list[Submission] = []
+    candidates: dict[tuple[str, str], list[tuple[str, Path, os.stat_result]]] = {}
+    for rel, path, st in _walk(Path(submitted)):
+        name = path.name
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if name.startswith("."):
+            continue
+        if is_dir and not name.endswith(".ipynb"):
+            continue  # an ordinary folder: its entries are walked
+        student, lab = _student_and_lab(name, labs, regex)
+        if not name.endswith(".ipynb"):
+            refusal = _refusal(rel, st)
+            result.append(Submission(student or path.stem, lab or "-", None,
+                                     refusal if stat.S_ISLNK(st.st_mode) else f"not a notebook: {rel}"))
         elif not student or not lab or lab not in labs:
-            result.append(Submission(path.stem, "-", None,
-                                     f"cannot tell student and lab from the file name '{path.name}'"))
+            result.append(Submission(path.stem, "-", None, _refusal(rel, st) or
+                                     f"cannot tell student and lab from the file name '{rel}'"))
         elif not STUDENT_ID.match(student):
             result.append(Submission(student, lab, None, "student id has unsupported characters"))
         else:
-            result.append(Submission(student, lab, path))
-    seen: dict[tuple, Submission] = {}
-    for s in result:
-        key = (s.student, s.lab)
-        if s.path is not None and key in seen and seen[key].path is not None:
-            # Two files for one student and lab: take the newest, say so.
-            older, newer = sorted([seen[key], s], key=lambda x: x.path.stat().st_mtime)
-            seen[key] = newer
-            continue
-        seen.setdefault(key, s)
-    return list(seen.values()) + [s for s in result if s.path is None and (s.student, s.lab) not in seen]
+            candidates.setdefault((student, lab), []).append((rel, path, st))
+    for (student, lab), entries in sorted(candidates.items()):
+        rel, path, st = max(entries, key=lambda e: e[2].st_mtime)  # the newest
+        refusal = _refusal(rel, st)
+        result.append(Submission(student, lab, None if refusal else path, refusal))
+    return result
 
 
 def _short(value, limit: int = 60) -> str:
@@ -134,10 +231,12 @@ def read_notebook(path: Path) -> tuple[dict | None, str]:
 
     Whatever the file holds (integers past Python's digit limit, nesting past
     the recursion limit, NUL bytes, lone surrogates), the outcome is a reason,
-    so one file can only ever cost its own student's row.
+    so one file can only ever cost its own student's row. No component of
+    ``path`` may be a symbolic link (``discover`` returns paths below a
+    resolved ``SUBMITTED``), and the file must be a regular file with one name.
     """
     try:
-        return _read_notebook(path)
+        return _read_notebook(Path(os.path.abspath(path)))
     except MemoryError:
         return None, "the notebook is too large to read"
     except RecursionError:
@@ -146,14 +245,75 @@ def read_notebook(path: Path) -> tuple[dict | None, str]:
         return None, f"cannot read the notebook ({type(exc).__name__}: {_short(str(exc), 120)})"
 
 
+class _Refused(Exception):
+    pass
+
+
+def _open_no_follow(path: Path) -> int:
+    """A read descriptor for the regular file ``path``, reached without following any link.
+
+    Each folder on the way is opened relative to the previous one with
+    ``O_NOFOLLOW``; the file is ``lstat``-ed first (a FIFO or device is never
+    opened), opened with ``O_NOFOLLOW | O_NONBLOCK`` and ``fstat``-ed, so a
+    swap between the check and the open is caught too.
+    """
+    parts = path.parts
+    fd = os.open(parts[0], os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i, part in enumerate(parts[1:-1], start=1):
+            try:
+                nxt = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise _Refused(f"'{Path(*parts[:i + 1])}' is a symbolic link or not a folder; "
+                                   f"links are never followed") from None
+                raise
+            os.close(fd)
+            fd = nxt
+        refusal = _refusal(path.name, os.stat(parts[-1], dir_fd=fd, follow_symlinks=False))
+        if refusal:
+            raise _Refused(refusal)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+        try:
+            file_fd = os.open(parts[-1], flags, dir_fd=fd)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _Refused(f"'{path.name}' is a symbolic link; links are never followed") from None
+            raise
+    finally:
+        os.close(fd)
+    refusal = _refusal(path.name, os.fstat(file_fd))
+    if refusal:
+        os.close(file_fd)
+        raise _Refused(refusal)
+    return file_fd
+
+
 def _read_notebook(path: Path) -> tuple[dict | None, str]:
     try:
-        size = path.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            return None, f"file too large ({size / 2**20:.0f} MB)"
-        raw = path.read_bytes()
+        fd = _open_no_follow(path)
+    except _Refused as exc:
+        return None, str(exc)
     except OSError as exc:
         return None, f"unreadable file: {exc.strerror}"
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_NOTEBOOK_BYTES:
+            return None, f"file too large ({size / 2**20:.0f} MB)"
+        chunks, total = [], 0
+        while total <= MAX_NOTEBOOK_BYTES:  # the size can change after fstat: read at most the limit
+            chunk = os.read(fd, 2**20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_NOTEBOOK_BYTES:
+            return None, f"file too large (over {MAX_NOTEBOOK_BYTES / 2**20:.0f} MB)"
+        raw = b"".join(chunks)
+    except OSError as exc:
+        return None, f"unreadable file: {exc.strerror}"
+    finally:
+        os.close(fd)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
