@@ -261,3 +261,51 @@ def test_read_notebook_does_not_block_on_a_fifo(tmp_path):
     assert "result" in outcome and not reader.is_alive()
     nb, reason = outcome["result"]
     assert nb is None and "not a regular file" in reason, reason
+
+
+# --- finding 5: every entry becomes a graded submission or a row; duplicates are never guessed ----
+
+def test_loose_duplicates_are_all_reported_and_none_is_graded(tmp_path):
+    """A file planted with a future timestamp must not silently replace a classmate's work."""
+    submitted = tmp_path / "loose"
+    honest = _notebook(submitted / f"bob_12345_{LAB}.ipynb")
+    planted = _notebook(submitted / "deep" / "er" / f"bob_{LAB}-stub.ipynb")
+    os.utime(planted, (4_000_000_000, 4_000_000_000))  # the year 2096
+    _notebook(submitted / f"carol_{LAB}.ipynb")
+    found = discover(submitted, [LAB], loose=True)
+    bob = [s for s in found if s.student == "bob"]
+    assert len(bob) == 1 and bob[0].path is None, bob
+    assert "duplicate" in bob[0].problem
+    assert honest.name in bob[0].problem and planted.name in bob[0].problem, bob[0].problem
+    assert [s.path.name for s in found if s.student == "carol"] == [f"carol_{LAB}.ipynb"]
+
+
+def test_hidden_entries_are_reported_not_skipped(tmp_path):
+    submitted = tmp_path / "submitted"
+    _notebook(submitted / "alice" / LAB / f"{LAB}.ipynb")
+    _notebook(submitted / ".eve" / LAB / f"{LAB}.ipynb")
+    _notebook(submitted / "alice" / f".{LAB}" / f"{LAB}.ipynb")
+    found = discover(submitted, [LAB])
+    hidden = [s for s in found if "hidden" in s.problem]
+    assert len(hidden) == 2 and all(s.path is None for s in hidden), found
+    assert [s.path for s in found if s.path is not None] == [submitted / "alice" / LAB / f"{LAB}.ipynb"]
+    loose = tmp_path / "loose"
+    _notebook(loose / f"alice_{LAB}.ipynb")
+    _notebook(loose / f".eve_{LAB}.ipynb")
+    _notebook(loose / ".old" / f"bob_{LAB}.ipynb")
+    found = discover(loose, [LAB], loose=True)
+    hidden = [s for s in found if "hidden" in s.problem]
+    assert len(hidden) == 2 and all(s.path is None for s in hidden), found
+    assert [s.student for s in found if s.path is not None] == ["alice"]
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "dangling-link"])
+def test_loose_entries_named_like_notebooks_are_rows(tmp_path, kind):
+    submitted = tmp_path / "loose"
+    _notebook(submitted / f"alice_{LAB}.ipynb")
+    odd = submitted / f"bob_{LAB}.ipynb"
+    {"folder": odd.mkdir, "fifo": lambda: os.mkfifo(odd),
+     "dangling-link": lambda: odd.symlink_to(tmp_path / "gone.ipynb")}[kind]()
+    found = discover(submitted, [LAB], loose=True)
+    bob = [s for s in found if s.student == "bob"]
+    assert len(bob) == 1 and bob[0].path is None and odd.name in bob[0].problem, found

@@ -100,7 +100,7 @@ def _lab_folders(student_dir: Path, student: str, labs: list[str]) -> list[Submi
     for name, st in entries:
         rel = f"{student}/{name}"
         if name.startswith("."):
-            continue
+            found.append(_hidden(student, name, rel))
         elif stat.S_ISLNK(st.st_mode):
             found.append(Submission(student, name, None, _refusal(rel, st)))
         elif name in labs and not stat.S_ISDIR(st.st_mode):
@@ -143,7 +143,7 @@ def discover(submitted: Path, labs: list[str], loose: bool = False, pattern: str
     result = []
     for name, st in _listing(submitted):
         if name.startswith("."):
-            continue
+            result.append(_hidden(name, "-", name))
         elif stat.S_ISLNK(st.st_mode):
             result.append(Submission(name, "-", None, _refusal(name, st)))
         elif stat.S_ISREG(st.st_mode):
@@ -195,6 +195,7 @@ def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None)
         name = path.name
         is_dir = stat.S_ISDIR(st.st_mode)
         if name.startswith("."):
+            result.append(_hidden(Path(name).stem or name, "-", rel + ("/" if is_dir else "")))
             continue
         if is_dir and not name.endswith(".ipynb"):
             continue  # an ordinary folder: its entries are walked
@@ -211,7 +212,13 @@ def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None)
         else:
             candidates.setdefault((student, lab), []).append((rel, path, st))
     for (student, lab), entries in sorted(candidates.items()):
-        rel, path, st = max(entries, key=lambda e: e[2].st_mtime)  # the newest
+        if len(entries) > 1:
+            # No rule picks one: timestamps and names are under the submitter's control.
+            result.append(Submission(student, lab, None,
+                                     f"duplicate submissions: {', '.join(rel for rel, _, _ in entries)}; "
+                                     f"none was graded (keep exactly one file per student and lab)"))
+            continue
+        rel, path, st = entries[0]
         refusal = _refusal(rel, st)
         result.append(Submission(student, lab, None if refusal else path, refusal))
     return result
