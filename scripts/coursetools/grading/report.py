@@ -1,4 +1,11 @@
-"""grades.csv, grades_by_question.csv, report.html and the terminal summary."""
+"""grades.csv, grades_by_question.csv, report.html and the terminal summary.
+
+Student ids, lab names and reasons come from folder and file names in
+SUBMITTED, so every field is neutralised where it leaves the grader: control
+characters are shown escaped (:func:`printable`: a name cannot clear the
+screen, retitle the terminal or forge a summary line), CSV cells cannot start
+a spreadsheet formula (:func:`csv_cell`, OWASP's rule), and HTML is escaped.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,45 @@ import csv
 import html
 import io
 import os
+import unicodedata
 from collections import Counter, defaultdict
 from pathlib import Path
 
-
 PROBE_BYTES = 2**20
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_ESCAPED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(value) -> str:
+    """``value`` as text with every control or format character shown escaped.
+
+    C0 and C1 controls (ESC sequences, newlines, NUL, DEL), format characters
+    (bidirectional overrides, zero-width ones) and line or paragraph separators
+    become ``\\n``, ``\\x1b``, ``\\u202e``...; bytes that were not UTF-8 in a file
+    name (``os.listdir`` keeps them as lone surrogates) become ``\\xff``.
+    """
+    text = str(value)
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    out = []
+    for ch in text:
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp"):
+            code = ord(ch)
+            out.append(_ESCAPED.get(ch) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def csv_cell(value) -> str:
+    """A CSV field that no spreadsheet runs as a formula (OWASP): a leading quote before = + - @ tab CR.
+
+    ``printable`` runs first, so tab and CR are already escaped; the bare "-"
+    that marks "no lab" is left as it is (one character cannot be a formula).
+    """
+    text = printable(value)
+    if text.startswith(FORMULA_STARTS) and text != "-":
+        return "'" + text
+    return text
 
 
 def out_problem(out: Path) -> str:
@@ -51,11 +92,11 @@ def write_csvs(out: Path, rows: list[dict], question_rows: list[dict]) -> None:
     with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, ["student", "lab", "score", "max_score", "status", "reason"])
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
     with open(out / "grades_by_question.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, ["student", "lab", "question", "score", "max_score", "misconception"])
         w.writeheader()
-        w.writerows(question_rows)
+        w.writerows({k: csv_cell(v) for k, v in r.items()} for r in question_rows)
 
 
 def summarise(rows: list[dict], question_rows: list[dict]) -> dict:
@@ -78,19 +119,22 @@ def summarise(rows: list[dict], question_rows: list[dict]) -> dict:
 
 
 def terminal(summary: dict) -> str:
+    """The summary printed after grading; every name and reason goes through :func:`printable`."""
+    p = printable
     lines = [f"Graded {len(summary['graded'])} submission(s); {len(summary['problems'])} could not be graded."]
     if summary["questions"]:
         lines.append("\nPer question                              mean     pass rate")
         for q in summary["questions"]:
-            lines.append(f"  {q['lab']}/{q['question']:<34} {q['mean']:.2f}/{q['max']:.0f}   {q['pass_rate']:.0%}")
+            lines.append(f"  {p(q['lab'])}/{p(q['question']):<34} {q['mean']:.2f}/{q['max']:.0f}   "
+                         f"{q['pass_rate']:.0%}")
     if summary["by_name"]:
         lines.append("\nMost common misconceptions")
         for name, n in summary["by_name"][:10]:
-            lines.append(f"  {n:4d}  {name}")
+            lines.append(f"  {n:4d}  {p(name)}")
     if summary["problems"]:
         lines.append("\nNot graded")
         for r in summary["problems"]:
-            lines.append(f"  {r['student']}/{r['lab']}: {r['reason']}")
+            lines.append(f"  {p(r['student'])}/{p(r['lab'])}: {p(r['reason'])}")
     return "\n".join(lines)
 
 
@@ -120,7 +164,9 @@ def _histograms(rows: list[dict]) -> str:
 
 
 def write_html(out: Path, rows: list[dict], summary: dict) -> None:
-    e = html.escape
+    def e(value) -> str:
+        return html.escape(printable(value), quote=True)
+
     png = _histograms(rows)
     parts = ["<!doctype html><meta charset='utf-8'><title>Grading report</title>",
              "<style>body{font-family:sans-serif;max-width:1000px;margin:2em auto}"

