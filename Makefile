@@ -9,8 +9,12 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.runtime-stamp
 TEST_STAMP := $(VENV)/.test-stamp
 ARGS    ?=
-# The folder `make lab` serves (the browser test serves a scratch copy of labs/).
+# `make lab` serves LAB_ROOT (labs/ and TROUBLESHOOTING.md, which failed checks link to) and opens
+# LABS_DIR in it; the browser test serves a scratch copy. MODE=student hides nbgrader's instructor
+# panels and JupyterLab's news pop-up; MODE=instructor keeps them (config: jupyter/<MODE>/).
+LAB_ROOT ?= .
 LABS_DIR ?= labs
+MODE    ?= student
 # pytest workers: all cores by default (pytest-xdist).
 WORKERS ?= auto
 # JupyterLab refuses to run as root without this flag (containers, CI).
@@ -20,6 +24,7 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 help:
 	@echo "make lab     set up the environment and open the labs in JupyterLab (ARGS=--no-browser for headless)"
+	@echo "make lab MODE=instructor   the same with nbgrader's Create Assignment and Formgrader panels"
 	@echo "make test    set up the environment and run every test"
 	@echo "make labs    regenerate labs/ from solutions/ with nbgrader (instructors)"
 	@echo "make review  execute every solution notebook and render it to HTML under build/review/"
@@ -70,7 +75,10 @@ browser:
 
 # Opens labs/ as it is: never regenerates or overwrites a student's notebook.
 lab: env
-	$(VENV)/bin/jupyter lab --notebook-dir=$(LABS_DIR) $(ROOT_FLAG) $(ARGS)
+	@test -d jupyter/$(MODE) || { echo "MODE must be student or instructor (jupyter/$(MODE) is missing)"; exit 2; }
+	JUPYTER_CONFIG_PATH="$(CURDIR)/jupyter/$(MODE)$${JUPYTER_CONFIG_PATH:+:$$JUPYTER_CONFIG_PATH}" \
+	  $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --LabApp.default_url=/lab/tree/$(LABS_DIR) \
+	  $(ROOT_FLAG) $(ARGS)
 
 # nbval executes every solution notebook (--dist loadfile keeps each notebook's
 # cells on one worker), then the unit, grading, repository and browser tests.

@@ -112,7 +112,7 @@ def test_make_lab_serves_the_labs_with_nbgrader_and_leaves_them_untouched():
         deadline = time.time() + 120
         while True:
             try:
-                with urllib.request.urlopen(f"{base}/api/contents/01_backprop?token={token}", timeout=5) as r:
+                with urllib.request.urlopen(f"{base}/api/contents/labs/01_backprop?token={token}", timeout=5) as r:
                     listing = r.read().decode()
                 break
             except OSError:
@@ -124,6 +124,8 @@ def test_make_lab_serves_the_labs_with_nbgrader_and_leaves_them_untouched():
         with urllib.request.urlopen(f"{base}/lab?token={token}", timeout=10) as r:
             page = r.read().decode()
         assert "@jupyter/nbgrader" in page
+        # Student mode (the default): nbgrader's instructor panels are switched off for this launch.
+        assert re.search(r'"disabledExtensions": \[[^\]]*"@jupyter/nbgrader:formgrader"', page), page[:2000]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)

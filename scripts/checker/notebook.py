@@ -4,7 +4,7 @@ Everything here is for a live IPython kernel and does nothing elsewhere (the
 grader's trusted process and plain Python have no IPython shell):
 
 * after a cell ends in a :class:`~checker.compare.CheckFailure`, every
-  ``TROUBLESHOOTING.md#anchor`` its message names is shown again as a link that
+  ``TROUBLESHOOTING.md#<section>`` its message names is shown again as a link that
   opens that section inside JupyterLab (the message itself stays plain text,
   which is what ``make grade`` and Validate report);
 * every cell's outcome is remembered, so :func:`progress` (the last cell of
