@@ -50,8 +50,21 @@ def test_every_spelling_of_a_secret_path_is_refused(hook, trick, monkeypatch):
         "relative": "../secret/answers.txt",
     }[trick]
     monkeypatch.chdir(sandbox)
-    with pytest.raises(PermissionError, match="reading"):
+    with pytest.raises(PermissionError, match="reading" if trick != "relative" else "relative path with '..'"):
         check("open", (path, "r", 0))
+
+
+def test_a_relative_path_cannot_climb_past_a_directory_descriptor(hook, monkeypatch):
+    """The 'open' event carries no dir_fd: a relative path is checked against the current folder,
+    so after a chdir deeper down, '../..' from a descriptor of the sandbox could reach anywhere."""
+    check, sandbox, _, _ = hook
+    deeper = sandbox / "a" / "b"
+    deeper.mkdir(parents=True)
+    monkeypatch.chdir(deeper)
+    for path in ("../../x", "a/../../../etc/passwd", b"../x"):
+        with pytest.raises(PermissionError, match="relative path"):
+            check("open", (path, "r", 0))
+    check("open", ("plain.txt", "w", 0))  # a relative path that stays put is still fine
 
 
 def test_writes_outside_the_sandbox_are_refused_even_in_readable_roots(hook):

@@ -1,85 +1,97 @@
-"""The sandbox's mount namespace, checked at the kernel level (no audit hook, plain /bin/sh).
+"""The sandbox's namespaces on their own, at the kernel level (plain processes, none of the sandbox's
+in-process layers: no uid switch, Landlock, seccomp filter or audit hook).
 
-As root the grader unshares a mount namespace directly; as any other user it
-creates a user namespace of its own first (instructors rarely grade as root).
-Either way the hidden folders are empty, every file system but a fresh /tmp is
-read-only, and an unprivileged sandbox keeps no capability after exec.
+bubblewrap builds a new root holding only the system, the Python installation and the course's
+scripts/: solutions/, tests/, SUBMITTED and OUT are not there at all, every file system but a
+fresh /tmp is read-only, the PID namespace shows no process of the grader's (so /proc/<pid>/root
+leads nowhere), and there is no network but loopback.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
-import shutil
 import subprocess
+import sys
 
 import pytest
 
-from coursetools.grading.isolation import Isolation, mount_isolation, mount_isolation_available
+from coursetools.grading.isolation import machine_isolation
 from coursetools.paths import BUILD, ROOT
 
-pytestmark = pytest.mark.skipif(not mount_isolation_available(),
-                                reason="this machine gives no mount namespace (neither root nor user namespaces)")
-
-NOBODY = 65534
-PR_SET_DUMPABLE = 4
-NO_NAMESPACE = 70  # the preexec's exit code when no namespace could be made
+ISOLATION = machine_isolation()
+pytestmark = [pytest.mark.skipif(not ISOLATION.bwrap, reason="no bubblewrap namespaces on this machine "
+                                                            "(make grade says so and relies on the other layers)"),
+              pytest.mark.xdist_group("isolation")]
 
 
-@pytest.fixture
-def course_dirs():
-    """A 'solutions' folder with a world-readable secret and a world-writable folder, outside /tmp."""
-    base = BUILD / f"isolation-{os.getpid()}"
-    secret_dir, writable = base / "solutions", base / "writable"
-    for d in (base, secret_dir, writable):
-        d.mkdir(parents=True, exist_ok=True)
-        d.chmod(0o777)
-    secret = secret_dir / "answers.txt"
-    secret.write_text("the answers\n")
-    secret.chmod(0o644)
-    yield secret, writable
-    shutil.rmtree(base, ignore_errors=True)
+def _inside(code: str) -> subprocess.CompletedProcess:
+    """Run Python code in the sandbox's namespaces alone."""
+    return subprocess.run(ISOLATION.command([sys.executable, "-c", code]), capture_output=True, text=True,
+                          timeout=120)
 
 
-def _sh(script: str, isolation: Isolation | None, as_nobody: bool) -> subprocess.CompletedProcess:
-    def preexec():
-        if as_nobody:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            # A uid change makes the process non-dumpable, which hands /proc/self to root; a
-            # process started as that user (an instructor's `make grade`) is dumpable already.
-            ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1)
-        if isolation is not None and not mount_isolation(isolation):
-            os._exit(70)
-    run = subprocess.run(["/bin/sh", "-c", script], preexec_fn=preexec, capture_output=True, text=True,
-                         cwd="/", timeout=60)
-    assert run.returncode != NO_NAMESPACE, "the mount namespace could not be made"
-    return run
+@pytest.fixture(scope="module")
+def out_dir():
+    """An OUT-like folder of the grader's, world-readable and world-writable, with a config file in it."""
+    out = BUILD / f"isolation-out-{os.getpid()}"
+    out.mkdir(parents=True, exist_ok=True)
+    out.chmod(0o777)
+    (out / "nbgrader_config.py").write_text("c = get_config()\n")
+    (out / "nbgrader_config.py").chmod(0o666)
+    yield out
+    (out / "nbgrader_config.py").unlink()
+    out.rmdir()
 
 
-USERS = [pytest.param(False, id="as-root"), pytest.param(True, id="as-unprivileged-user")]
+def test_the_grader_s_files_are_not_there(out_dir):
+    solution = ROOT / "solutions" / "01_backprop" / "01_backprop.ipynb"
+    assert solution.is_file() and (out_dir / "nbgrader_config.py").is_file()
+    run = _inside(f"import os; print([os.path.exists(p) for p in ({str(solution)!r}, {str(out_dir)!r}, "
+                  f"{str(ROOT / 'tests')!r}, {str(ROOT / '.git')!r})])")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[False, False, False, False]"
 
 
-@pytest.mark.parametrize("as_nobody", USERS)
-def test_hidden_folders_are_empty_and_the_rest_is_read_only(course_dirs, as_nobody):
-    if os.geteuid() != 0:
-        pytest.skip("switching users needs root; the unprivileged path is the one this run takes anyway")
-    secret, writable = course_dirs
-    # Without the namespace both work: the folders are readable and writable by anyone.
-    assert _sh(f"cat {secret} && touch {writable}/x && rm {writable}/x", None, as_nobody).returncode == 0
-    isolation = Isolation(hide=[str(secret.parent)], readonly=[str(ROOT)])  # as `make grade` sets it up
-    run = _sh(f"cat {secret}", isolation, as_nobody)
-    assert run.returncode != 0 and "the answers" not in run.stdout, run
-    run = _sh(f"touch {writable}/x", isolation, as_nobody)
-    assert run.returncode != 0 and "Read-only file system" in run.stderr, run
-    run = _sh("echo scratch > /tmp/scratch && cat /tmp/scratch", isolation, as_nobody)
-    assert run.returncode == 0 and run.stdout == "scratch\n", run
-    assert not (writable / "x").exists()
+def test_every_file_system_but_tmp_is_read_only():
+    run = _inside(
+        "import os, sys\n"
+        "for path in (sys.prefix + '/x', os.path.dirname(os.__file__) + '/x', '/usr/x', '/x'):\n"
+        "    try:\n"
+        "        open(path, 'w')\n"
+        "        print('wrote', path)\n"
+        "    except OSError as exc:\n"
+        "        print(exc.errno)\n"
+        "open('/tmp/scratch', 'w').write('ok'); print(open('/tmp/scratch').read())\n")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.split()
+    assert "wrote" not in run.stdout and lines[-1] == "ok", run.stdout
 
 
-def test_an_unprivileged_sandbox_keeps_no_capability():
-    if os.geteuid() != 0:
-        pytest.skip("switching users needs root")
-    run = _sh("grep CapEff /proc/self/status", Isolation(), as_nobody=True)
-    assert run.returncode == 0 and run.stdout.split()[1] == "0000000000000000", run
+def test_no_process_of_the_grader_is_visible():
+    grader = os.getpid()
+    run = _inside(f"import os; print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit())); "
+                  f"print(os.path.exists('/proc/{grader}/root/{ROOT}'))")
+    assert run.returncode == 0, run.stderr
+    pids, reaches_grader = run.stdout.splitlines()
+    assert eval(pids) == [1, 2], "only bubblewrap (1) and the sandbox (2) exist in its PID namespace"
+    assert reaches_grader == "False"
+
+
+def test_there_is_no_network_but_loopback():
+    run = _inside("print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]))")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "['lo']"
+
+
+def test_no_capability_survives_and_root_is_dropped_by_the_sandbox_itself():
+    from coursetools.grading.sandbox_main import harden
+
+    code = ("import json, sys; from coursetools.grading.sandbox_main import harden; "
+            "print(harden({'uid': 2100000077})); print(open('/proc/self/status').read())")
+    run = _inside(code)
+    assert run.returncode == 0, run.stderr
+    status = dict(line.split(":", 1) for line in run.stdout.splitlines()[1:] if ":" in line)
+    assert status["CapEff"].strip() == "0000000000000000"
+    if os.geteuid() == 0:
+        assert status["Uid"].split()[:3] == ["2100000077"] * 3, "a real unprivileged user, not root"
+    assert harden  # imported here too: the function the sandbox runs first

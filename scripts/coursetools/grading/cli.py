@@ -27,14 +27,27 @@ from tqdm import tqdm
 from ..paths import ROOT, lab_ids, lab_notebook
 from . import report
 from .intake import Submission, discover, read_notebook, student_cells
-from .isolation import Isolation, mount_isolation_available
-from .sandbox import Limits, seccomp_available
+from .isolation import Isolation, machine_isolation
+from .sandbox import Limits, Sandbox, SandboxKilled
 from .trusted import TrustedLab
 
 _LABS: dict[str, TrustedLab] = {}
 
 
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGKILL when the grader that started it dies (no orphaned workers)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the grader died before the line above: nobody is waiting for us
+        os._exit(1)
+
+
 def _init_worker(labs: list[str]) -> None:
+    _die_with_parent()
     os.environ.setdefault("MPLBACKEND", "Agg")
     for lab in labs:
         _LABS[lab] = TrustedLab.load(lab)
@@ -51,8 +64,17 @@ def _grade_one(student: str, lab: str, path: str, isolation: Isolation | None, l
     trusted = _LABS[lab]
     try:
         cells, solutions = student_cells(trusted, nb)
-        with tempfile.TemporaryDirectory(prefix="mdl-sandbox-") as workdir:
-            result = grade_submission(trusted, student, cells, limits, isolation, workdir)
+        for attempt in (1, 2):
+            try:
+                with tempfile.TemporaryDirectory(prefix="mdl-sandbox-") as workdir:
+                    result = grade_submission(trusted, student, cells, limits, isolation, workdir)
+                break
+            except SandboxKilled as exc:
+                # Killed from outside (out-of-memory killer, an operator): grade it again once, then
+                # report the machine's fault; never charge it to the student.
+                if attempt == 2:
+                    return {"student": student, "lab": lab, "status": "error",
+                            "reason": f"infrastructure error, not graded (regrade it): {exc}, twice"}
     except Exception as exc:  # the grader's own failure on this file: report it, go on
         return {"student": student, "lab": lab, "status": "error", "reason": f"grader error: {exc}"}
     data = asdict(result)
@@ -60,13 +82,32 @@ def _grade_one(student: str, lab: str, path: str, isolation: Isolation | None, l
     return data
 
 
-def _isolation(submitted: Path, out: Path) -> Isolation | None:
-    if not mount_isolation_available():
-        return None
-    hide = [p for p in (ROOT / "solutions", ROOT / "tests", ROOT / ".git", ROOT / "build", submitted, out)
-            if p.is_dir()]
-    readonly = [str(ROOT)] + [p for p in {sys.prefix, sys.base_prefix} if not Path(p).is_relative_to(ROOT)]
-    return Isolation(hide=[str(p) for p in hide], readonly=readonly)
+def describe_layers(isolation: Isolation, layers: dict) -> str:
+    """One line per isolation layer a sandbox on this machine has (as it reported them before any student code)."""
+    def mark(ok):
+        return "on " if ok else "OFF"
+
+    ns = [name for name, ok in (("pid", layers.get("pid_namespace")), ("mount", layers.get("mount_namespace")),
+                                ("network", layers.get("network") == ["lo"])) if ok]
+    lines = [
+        f"  {mark(isolation.bwrap and ns)} namespaces (bubblewrap): {', '.join(ns) or 'none'}",
+        f"  {mark(layers.get('uid', 0) != 0)} unprivileged user: uid {layers.get('uid')}, capabilities "
+        f"{layers.get('CapEff', '?')}",
+        f"  {mark(str(layers.get('landlock', '')).startswith('ABI'))} Landlock: {layers.get('landlock')}",
+        f"  {mark(layers.get('seccomp') == 'on')} seccomp filter: {layers.get('seccomp')}",
+        f"  {mark(layers.get('audit_hook') == 'on')} audit hook",
+        f"  {mark(layers.get('threads_limited'))} limits: CPU time, memory {layers.get('RLIMIT_AS', 0) / 2**30:.1f} GB, "
+        f"threads {layers.get('RLIMIT_NPROC')}{'' if layers.get('threads_limited') else ' (not enforced for root)'}, "
+        f"open files {layers.get('RLIMIT_NOFILE')}",
+    ]
+    return "\n".join(lines)
+
+
+def probe_layers(isolation: Isolation, limits: Limits) -> dict:
+    """Start one empty sandbox and return the layers it reports."""
+    with tempfile.TemporaryDirectory(prefix="mdl-probe-") as workdir:
+        with Sandbox(numpy_only=True, limits=limits, isolation=isolation, workdir=Path(workdir)) as sandbox:
+            return dict(sandbox.layers)
 
 
 def parse_args(argv):
@@ -79,9 +120,10 @@ def parse_args(argv):
     p.add_argument("--loose", action="store_true", help="SUBMITTED holds loose notebooks named after student and lab")
     p.add_argument("--pattern", default=None, help="with --loose: regex with named groups 'student' and 'lab'")
     p.add_argument("--labs", nargs="*", default=None, help="labs to grade (default: every lab found)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per cell or function call (default 60)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="CPU seconds per cell or function call (default 60; waiting is cut at 4x that wall time)")
     p.add_argument("--notebook-timeout", type=float, default=600.0,
-                   help="seconds for all of one notebook's cells and calls (default 600)")
+                   help="CPU seconds for all of one notebook's cells and calls (default 600)")
     p.add_argument("--memory-gb", type=float, default=3.0, help="memory limit per sandbox (default 3)")
     return p.parse_args(argv)
 
@@ -114,13 +156,13 @@ def main(argv=None) -> int:
     labs_used = sorted({s.lab for s in jobs})
     limits = Limits(memory_bytes=int(args.memory_gb * 2**30), call_seconds=args.timeout,
                     notebook_seconds=args.notebook_timeout)
-    isolation = _isolation(submitted, out)
-    if isolation is None:
-        print("note: this machine does not allow private mount namespaces; sandboxes rely on the audit hook "
-              "and resource limits alone", file=sys.stderr)
-    kernel_filter = seccomp_available()
-    if kernel_filter:
-        print(f"note: {kernel_filter}; sandboxes rely on the audit hook for what it would refuse", file=sys.stderr)
+    isolation = machine_isolation()
+    try:
+        layers = probe_layers(isolation, limits)
+    except Exception as exc:
+        print(f"make grade: a sandbox cannot start on this machine ({exc}); nothing was graded", file=sys.stderr)
+        return 1
+    print("isolation of each submission on this machine:\n" + describe_layers(isolation, layers), file=sys.stderr)
 
     from .nbgrader_bridge import NbgraderCourse, graded_notebook
 

@@ -115,6 +115,14 @@ def build_hook(sandbox_dir: str, read_roots, numpy_only: bool):
             elif kind is not str_:
                 raise PermissionError_(f"not allowed while grading: a path of type {kind.__name__}; "
                                        f"pass a str")
+            # A relative path may be opened against a directory descriptor (dir_fd=), which the
+            # 'open' event does not report: it is resolved here against the current directory, so
+            # it must not climb ('..'), or it could reach past the descriptor's folder unseen.
+            if not path.startswith("/"):
+                for part in path.split("/"):
+                    if part == "..":
+                        raise PermissionError_(f"not allowed while grading: a relative path with '..' "
+                                               f"({path!r}); use an absolute path")
             # Resolve like the kernel: absolute, '.' and '..' applied, symbolic links followed.
             pending = (getcwd() + "/" + path if not path.startswith("/") else path).split("/")
             pending.reverse()

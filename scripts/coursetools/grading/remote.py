@@ -9,7 +9,7 @@ from checker.student import Call, RemoteValue
 
 from . import wire
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
-from .sandbox import Sandbox, SandboxDied, SandboxTimeout
+from .sandbox import Sandbox, SandboxDied, SandboxTimeout, SandboxViolation
 
 
 class RemoteObject(RemoteValue):
@@ -57,6 +57,8 @@ class RemoteObject(RemoteValue):
         except SandboxDied as exc:
             raise CheckFailure(f"{name} ended the Python process running it ({exc}): "
                                f"os._exit, a crash, or more memory than the limit.", "crashed") from None
+        except SandboxViolation as exc:
+            raise CheckFailure(f"{name}: {exc}.", "sandbox-violation") from None
         status = reply.get("status")
         if status == "not-implemented":
             raise CheckFailure(f"{name} is not implemented yet: replace `raise NotImplementedError()` "
@@ -85,7 +87,7 @@ class RemoteObject(RemoteValue):
             raise CheckFailure(f"{label} has no attribute `{attr}`.", "wrong-return-type")
         try:
             reply, arrays = self._sandbox.request({"op": "getattr", "target": self._target, "attr": attr})
-        except (SandboxTimeout, SandboxDied) as exc:
+        except (SandboxTimeout, SandboxDied, SandboxViolation) as exc:
             raise CheckFailure(f"reading {label}.{attr} failed: {exc}", "crashed") from None
         if reply.get("missing"):
             raise CheckFailure(f"{label} has no attribute `{attr}`; keep the attribute names the docstring gives.",

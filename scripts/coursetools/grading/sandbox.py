@@ -1,40 +1,76 @@
-"""Parent side of the sandbox: start it with limits, talk to it, kill it on a timeout."""
+"""Parent side of the sandbox: start it walled in, talk to it, stop it on CPU time, tell crashes from kills.
+
+Limits are CPU time, not wall-clock time, so a grade never depends on how busy the machine
+is: the grader reads the sandbox's CPU time from ``/proc`` while it waits, and stops a call
+(or the whole notebook) that used more than its share. A wall-clock backstop several times
+larger catches code that sleeps or blocks.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import select
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import wire
-from .isolation import Isolation, mount_isolation
+from .isolation import Isolation, read_roots, sandbox_uid
+from .seccomp import EXTERNAL_SIGNALS
 from ..paths import ROOT
+
+# What a sandbox may send back at most: one frame, its JSON header, the items in it.
+MAX_REPLY_BYTES = 64 * 2**20
+MAX_HEADER_BYTES = 2 * 2**20
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_slots = iter(range(1, 1 << 30))
 
 
 class SandboxDied(RuntimeError):
-    """The sandbox process exited (os._exit, a crash, the memory limit)."""
+    """The sandbox process ended by itself (os._exit, a crash, the memory limit): the student's doing."""
 
 
 class SandboxTimeout(RuntimeError):
-    """The sandbox did not answer in time (an endless loop); it has been killed."""
+    """The sandbox used up its CPU time (or the wall-clock backstop); it has been killed."""
+
+
+class SandboxKilled(BaseException):
+    """The sandbox was killed from outside (the out-of-memory killer, an operator): not the student's doing.
+
+    A BaseException, so no check's ``except Exception`` turns it into a failed exercise: it
+    reaches the grader, which grades the notebook again or reports an infrastructure fault.
+    """
+
+
+class SandboxViolation(RuntimeError):
+    """The sandbox sent something that is not an answer to the grader's request (a forged or stale frame)."""
 
 
 @dataclass
 class Limits:
-    """Resource limits of one sandbox process."""
+    """Resource limits of one sandbox process.
+
+    ``call_seconds`` and ``notebook_seconds`` are CPU seconds of the sandbox; waiting for an
+    answer also stops after ``wall_factor`` times as many wall-clock seconds (code that sleeps).
+    """
 
     memory_bytes: int = 3 * 2**30   # address space: numpy needs some head room
-    cpu_seconds: int = 600          # a backstop; wall-clock timeouts act first
+    cpu_seconds: int = 1200         # the kernel's backstop for one sandbox process (RLIMIT_CPU)
     file_bytes: int = 50 * 2**20    # largest file the submission may write in its folder
-    call_seconds: float = 60.0      # one function call or one cell, callbacks to the grader included
-    notebook_seconds: float = 600.0  # everything of one notebook: slow-but-finite code cannot stall a class
-    start_seconds: float = 60.0
+    threads: int = 64               # threads and processes of the sandbox's own user (RLIMIT_NPROC)
+    open_files: int = 256
+    call_seconds: float = 60.0      # CPU time of one function call or one cell
+    notebook_seconds: float = 600.0  # CPU time of all of one notebook: slow-but-finite code cannot stall a class
+    wall_factor: float = 4.0
+    start_seconds: float = 120.0    # wall-clock, for the grader's own start-up of a sandbox
+
+    def kernel_limits(self) -> dict:
+        return {"memory_bytes": self.memory_bytes, "cpu_seconds": self.cpu_seconds,
+                "file_bytes": self.file_bytes, "threads": self.threads, "open_files": self.open_files}
 
 
 def seccomp_available() -> str:
@@ -42,6 +78,18 @@ def seccomp_available() -> str:
     probe = subprocess.run([sys.executable, "-c", "from coursetools.grading import seccomp; print(seccomp.install())"],
                            capture_output=True, text=True)
     return probe.stdout.strip() if probe.returncode == 0 else f"seccomp probe failed: {probe.stderr[-200:]}"
+
+
+def cpu_seconds_of(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` (all its threads); 0 when it is gone."""
+    if pid is None:
+        return 0.0
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 class Sandbox:
@@ -58,58 +106,93 @@ class Sandbox:
         import (``TrustedLab.handed_out``); the sandbox deletes every other name
         of the course's modules before student code runs (``course_view.seal``).
     isolation : Isolation or None
-        Mount isolation to apply; None for the audit hook alone.
+        Namespaces (bubblewrap) to start the sandbox in; None for the in-process layers alone.
+    cpu_allowance : float or None
+        CPU seconds this sandbox may use in all (what is left of the notebook's budget).
     """
 
     def __init__(self, numpy_only: bool, preload=(), limits: Limits | None = None,
-                 isolation: Isolation | None = None, workdir: Path | None = None, handed_out=None):
+                 isolation: Isolation | None = None, workdir: Path | None = None, handed_out=None,
+                 cpu_allowance: float | None = None):
         self.limits = limits or Limits()
         self.numpy_only = numpy_only
         self.preload = list(preload)
         self.handed_out = dict(handed_out or {})
-        self.isolation = isolation
+        self.isolation = isolation if isolation is not None and isolation.bwrap else None
         self.workdir = workdir
         self.proc = None
+        self.pid: int | None = None          # the sandboxed Python, as this side numbers it
         self.callbacks: dict[int, object] = {}
-        self.deadline: float | None = None  # time.monotonic() when the notebook's budget runs out
+        self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
+        self.cpu_allowance = cpu_allowance
+        self.cpu_base = 0.0                  # CPU time the start-up used (the grader's, not the student's)
+        self.cpu_seen = 0.0                  # the largest CPU reading while waiting
+        self.layers: dict = {}
+        self.seq = 0
+        self.exit_code: int | None = None
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        limits, isolation = self.limits, self.isolation
-
-        def preexec():
-            os.setsid()
-            resource.setrlimit(resource.RLIMIT_AS, (limits.memory_bytes, limits.memory_bytes))
-            resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-            if isolation is not None and not mount_isolation(isolation):
-                os._exit(70)
-
+        info_r, info_w = os.pipe() if self.isolation else (None, None)
+        isolation = self.isolation
+        config = {"limits": self.limits.kernel_limits(),
+                  "uid": sandbox_uid(os.getpid() * 64 + next(_slots)) if isolation and isolation.drop_uid else None}
         env = {
             "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
             "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
         }
+        argv = [sys.executable, "-m", "coursetools.grading.sandbox_main", str(to_child_r), str(from_child_w),
+                json.dumps(config)]
+        fds = (to_child_r, from_child_w) + ((info_w,) if info_w is not None else ())
+        # No preexec_fn (unsafe in a threaded parent): every limit is applied by the sandbox itself.
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "coursetools.grading.sandbox_main", str(to_child_r), str(from_child_w)],
-            pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, env=env, cwd="/", preexec_fn=preexec)
-        os.close(to_child_r)
-        os.close(from_child_w)
+            isolation.command(argv, info_w) if isolation else argv,
+            pass_fds=fds, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            # MDL_SANDBOX_DEBUG=1 shows the sandbox's own errors (a maintainer's switch, never in grading).
+            stderr=None if os.environ.get("MDL_SANDBOX_DEBUG") else subprocess.DEVNULL,
+            env=env, cwd="/", start_new_session=True)
+        for fd in fds:
+            os.close(fd)
         self.fd_out, self.fd_in = to_child_w, from_child_r
-        sandbox_dir = "/tmp/submission" if isolation is not None else str(self.workdir)
-        # Not the course's scripts/: what a lab hands out is loaded before the guard, and the
-        # rest of those modules (reference answers) must not be loadable afresh from disk.
-        read_roots = sorted({sys.prefix, sys.base_prefix, sys.exec_prefix,
-                             "/usr/lib", "/usr/share", "/usr/local/lib", "/etc", "/sys/devices/system/cpu"})
-        self._send({"sandbox_dir": sandbox_dir, "read_roots": read_roots, "numpy_only": self.numpy_only,
-                    "preload": self.preload, "handed_out": self.handed_out, "scripts_dir": str(ROOT / "scripts")})
-        header, _ = self._recv(self.limits.start_seconds)
+        self.pid = self.proc.pid
+        if info_r is not None:
+            self.pid = self._child_pid(info_r)
+        sandbox_dir = isolation.sandbox_dir if isolation else str(self.workdir)
+        from . import landlock
+
+        self._send({"sandbox_dir": sandbox_dir, "read_roots": read_roots(), "numpy_only": self.numpy_only,
+                    "preload": self.preload, "handed_out": self.handed_out, "scripts_dir": str(ROOT / "scripts"),
+                    "landlock_abi": landlock.abi_version()})
+        header, _ = self._recv(None, time.monotonic() + self.limits.start_seconds, expect_seq=False)
         if not header.get("ready"):
             raise SandboxDied("the sandbox did not start")
+        self.layers = header.get("layers", {})
+        self.cpu_base = cpu_seconds_of(self.pid)
+
+    def _child_pid(self, info_r: int) -> int | None:
+        """The sandboxed process's pid, from bubblewrap's --info-fd (JSON, written once it has started)."""
+        data = b""
+        end = time.monotonic() + self.limits.start_seconds
+        try:
+            while time.monotonic() < end and select.select([info_r], [], [], end - time.monotonic())[0]:
+                chunk = os.read(info_r, 4096)
+                if not chunk:
+                    break
+                data += chunk
+                try:
+                    return int(json.loads(data)["child-pid"])
+                except ValueError:
+                    continue
+        finally:
+            os.close(info_r)
+        return None
+
+    def cpu_used(self) -> float:
+        """CPU seconds the submission's code has used in this sandbox so far."""
+        return max(0.0, cpu_seconds_of(self.pid) - self.cpu_base)
 
     def close(self) -> None:
         if self.proc is None:
@@ -140,49 +223,105 @@ class Sandbox:
         except (BrokenPipeError, OSError) as exc:
             raise SandboxDied(f"the sandbox process is gone ({exc})") from None
 
-    def _recv(self, timeout: float, deadline: float | None = None):
-        """One message; ``deadline`` (monotonic) ends the wait early, e.g. a request's or the notebook's."""
-        deadline = time.monotonic() + timeout if deadline is None else deadline
+    def _recv(self, cpu_limit: float | None, wall_deadline: float, expect_seq: bool = True):
+        """One message from the sandbox.
+
+        Stops the sandbox when its CPU time passes ``cpu_limit`` (seconds, as :meth:`cpu_used`
+        counts) or the wall clock passes ``wall_deadline`` (monotonic); refuses frames that are
+        too large, malformed, or not for the current request.
+        """
 
         def wait():
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([self.fd_in], [], [], left)[0]:
-                self.close()
-                if self.deadline is not None and deadline >= self.deadline:
-                    raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s) "
-                                         f"ran out")
-                raise SandboxTimeout(f"no answer within {timeout:.0f} s")
+            while True:
+                left = wall_deadline - time.monotonic()
+                if left <= 0:
+                    self.close()
+                    raise SandboxTimeout(self._timeout_message(wall=True))
+                if select.select([self.fd_in], [], [], min(left, 0.05))[0]:
+                    return
+                self.cpu_seen = max(self.cpu_seen, self.cpu_used())
+                if cpu_limit is not None and self.cpu_seen > cpu_limit:
+                    self.close()
+                    raise SandboxTimeout(self._timeout_message(wall=False))
 
         try:
-            return wire.unpack(wire.read_frame(self.fd_in, wait))
+            frame = wire.read_frame(self.fd_in, wait, limit=MAX_REPLY_BYTES)
+            header, arrays = wire.unpack(frame, max_header=MAX_HEADER_BYTES)
         except EOFError:
-            code = self.proc.wait() if self.proc else None
+            raise self._ended() from None
+        except (wire.WireError, ValueError, KeyError, TypeError, RecursionError, OSError) as exc:
             self.close()
-            raise SandboxDied(f"the sandbox process exited (code {code})") from None
+            raise SandboxViolation(f"the sandbox sent a malformed message ({type(exc).__name__})") from None
+        if not isinstance(header, dict) or (expect_seq and header.get("seq") != self.seq):
+            self.close()
+            raise SandboxViolation("the sandbox sent a message that answers no request of the grader's "
+                                   "(written straight to the grader's pipe)")
+        return header, arrays
+
+    def _timeout_message(self, wall: bool) -> str:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s of CPU) ran out"
+        if wall:
+            return (f"no answer within {self.limits.call_seconds * self.limits.wall_factor:.0f} s "
+                    f"(waiting, not computing: sleep, input or a lock)")
+        if self.cpu_allowance is not None and self.cpu_used() >= self.cpu_allowance:
+            return f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s of CPU) ran out"
+        return f"no answer within {self.limits.call_seconds:.0f} s of CPU time"
+
+    def _ended(self) -> Exception:
+        """Why the sandbox process is gone: its own crash, its CPU limit, or a kill from outside."""
+        proc = self.proc
+        used = max(self.cpu_used(), self.cpu_seen)
+        code = proc.wait() if proc is not None else None
+        self.close()
+        self.exit_code = code
+        sig = None
+        if code is not None and code < 0:
+            sig = -code                      # without bubblewrap, or bubblewrap itself was killed
+        elif code is not None and code > 128 and self.isolation is not None:
+            sig = code - 128                 # bubblewrap reports its child's death by signal so;
+            # the sandbox cannot exit with such a status itself (the seccomp filter refuses it).
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.limits.cpu_seconds):
+            return SandboxTimeout(f"the sandbox reached its CPU limit ({self.limits.cpu_seconds} s)")
+        if sig in EXTERNAL_SIGNALS:
+            name = signal.Signals(sig).name
+            return SandboxKilled(f"the sandbox was killed from outside by {name} (the out-of-memory killer "
+                                 f"or an operator), not by the submission")
+        what = f"signal {signal.Signals(sig).name}" if sig else f"code {code}"
+        return SandboxDied(f"the sandbox process exited ({what})")
 
     def request(self, header: dict, arrays=()):
         """Send one request and wait for its answer, serving callbacks meanwhile.
 
-        One deadline covers the request and every callback it makes: code that calls a
+        One CPU budget covers the request and every callback it makes: code that calls a
         grader function in an endless loop times out like any other endless loop.
         """
-        timeout = self.limits.call_seconds
-        deadline = time.monotonic() + timeout
+        self.seq += 1
+        header = dict(header, seq=self.seq)
+        cpu_limit = self.cpu_used() + self.limits.call_seconds
+        if self.cpu_allowance is not None:
+            cpu_limit = min(cpu_limit, self.cpu_allowance)
+        wall = time.monotonic() + self.limits.call_seconds * self.limits.wall_factor
         if self.deadline is not None:
-            deadline = min(deadline, self.deadline)
+            wall = min(wall, self.deadline)
         self._send(header, arrays)
         while True:
-            reply, reply_arrays = self._recv(timeout, deadline)
+            reply, reply_arrays = self._recv(cpu_limit, wall)
             if reply.get("op") != "callback":
                 return reply, reply_arrays
             self._serve_callback(reply, reply_arrays)
 
     def _serve_callback(self, msg, arrays) -> None:
-        fn = self.callbacks.get(int(msg["func"]))
+        fn = self.callbacks.get(msg.get("func")) if type(msg.get("func")) is int else None
+        if fn is None:
+            self.close()
+            raise SandboxViolation("the sandbox called back a function the grader never gave it")
         try:
             args = wire.decode(msg["args"], arrays)
             tree, out = wire.encode(fn(*args))
             self._send({"result": tree}, out)
+        except SandboxDied:
+            raise
         except Exception as exc:
             self._send({"error": f"{type(exc).__name__}: {exc}"})
 

@@ -91,6 +91,7 @@ class Runner:
 
     def __init__(self, wire, send, recv, course_kept=None):
         self.wire, self.send, self.recv = wire, send, recv
+        self.seq = 0  # the request being answered: every frame sent carries it
         self.course_kept: dict[str, list[str]] = dict(course_kept or {})  # course module -> names handed out
         self.ns: dict = {"__name__": "__main__"}
         self.handles: dict[int, object] = {}
@@ -112,7 +113,7 @@ class Runner:
 
         def call_grader(*args):
             tree, arrays = self.wire.encode(list(args))
-            self.send({"op": "callback", "func": fid, "args": tree}, arrays)
+            self.send({"op": "callback", "func": fid, "args": tree, "seq": self.seq}, arrays)
             header, arrays = self.recv()
             if header.get("error"):
                 raise RuntimeError(header["error"])
@@ -213,8 +214,76 @@ def where(exc: BaseException) -> str:
     return f" (in {f.filename[len(CELL_PREFIX):-1]}, line {f.lineno})"
 
 
+def harden(config: dict) -> dict:
+    """The sandbox's own layers, applied first thing, before it reads any input.
+
+    ``config`` comes from the grader on the command line (trusted): the unprivileged uid to
+    become when started as root, and the resource limits. Returns what was applied.
+    """
+    import ctypes
+    import resource
+    import signal
+
+    applied = {}
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG: die with the grader (also without bwrap)
+    uid = config.get("uid")
+    if os.getuid() == 0 and uid is not None:
+        # A real unprivileged user, outside any user namespace: no capability survives this.
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+        if os.getresuid() != (uid, uid, uid) or os.getuid() == 0:
+            raise SystemExit("could not drop root")
+    applied["uid"] = os.getuid()
+    limits = config.get("limits", {})
+    for name, value, hard_extra in (("RLIMIT_AS", limits.get("memory_bytes"), 0),
+                                    ("RLIMIT_CPU", limits.get("cpu_seconds"), 5),
+                                    ("RLIMIT_FSIZE", limits.get("file_bytes"), 0),
+                                    ("RLIMIT_NPROC", limits.get("threads"), 0),
+                                    ("RLIMIT_NOFILE", limits.get("open_files"), 0),
+                                    ("RLIMIT_CORE", 0, 0)):
+        if value is None:
+            continue
+        resource.setrlimit(getattr(resource, name), (int(value), int(value) + hard_extra))
+        applied[name] = int(value)
+    # The thread limit counts per user: it binds this sandbox alone only under a uid of its own.
+    applied["threads_limited"] = os.getuid() != 0 and uid is not None or _in_own_user_namespace()
+    return applied
+
+
+def _in_own_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def layers_seen(sandbox_dir: str) -> dict:
+    """What walls this process is inside, read from the kernel before any student code runs."""
+    with open("/proc/self/mountinfo") as f:
+        root_fs = [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == "/"]
+    with open("/proc/self/net/dev") as f:
+        interfaces = sorted(line.split(":")[0].strip() for line in f.read().splitlines()[2:])
+    # In the PID namespace bubblewrap is process 1 and the sandbox process 2; outside one,
+    # those numbers belong to init and kthreadd.
+    seen = {"pid_namespace": os.getpid() <= 2, "network": interfaces,
+            "mount_namespace": bool(root_fs) and root_fs[-1] == "tmpfs"}
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(("CapEff", "NoNewPrivs", "Seccomp:")):
+                key, value = line.split(":", 1)
+                seen[key] = value.strip()
+    return seen
+
+
 def main() -> None:
     fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    import json
+
+    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    applied = harden(config)
     os.environ.setdefault("MPLBACKEND", "Agg")
     from coursetools.grading import wire  # noqa: E402  (after the environment is set)
 
@@ -228,7 +297,13 @@ def main() -> None:
     sandbox_dir = init["sandbox_dir"]
     os.makedirs(sandbox_dir, exist_ok=True)
     os.chdir(sandbox_dir)
-    os.environ["HOME"] = os.environ["MPLCONFIGDIR"] = sandbox_dir
+    os.environ["HOME"] = os.environ["MPLCONFIGDIR"] = os.environ["TMPDIR"] = sandbox_dir
+    from coursetools.grading import landlock
+
+    # A first Landlock layer before any library starts a thread (a ruleset binds the threads made
+    # after it): reads only of Python, the system and the course's scripts/, writes only here.
+    early = landlock.restrict(init["read_roots"] + [init["scripts_dir"], "/proc/self", "/dev/urandom"],
+                              [sandbox_dir], ["/dev/null"])
     # Import what every lab uses before the guard, so the guard only has to allow reads.
     import numpy  # noqa: F401
     import matplotlib
@@ -251,12 +326,18 @@ def main() -> None:
     # and no source line read so far stays cached where student code could exec it.
     runner_hints = course_view.seal(init.get("handed_out", {}), init["scripts_dir"])
     linecache.clearcache()
+    # The second Landlock layer drops scripts/: the sealed modules' source stays out of reach.
+    late = landlock.restrict(init["read_roots"] + ["/proc/self", "/dev/urandom"], [sandbox_dir], ["/dev/null"])
     kernel_filter = seccomp.install()
+    layers = dict(layers_seen(sandbox_dir), **applied)
     guard.disarm_ctypes()
     guard.install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
-    del guard, seccomp
+    del guard, seccomp, landlock
+    layers["landlock"] = (f"ABI {init.get('landlock_abi', '?')}" if not (early or late) else (early or late))
+    layers["seccomp"] = kernel_filter or "on"
+    layers["audit_hook"] = "on"
     runner = Runner(wire, send, recv, runner_hints)
-    send({"ready": True, "seccomp": kernel_filter or "on"})
+    send({"ready": True, "layers": layers})
     ops = {"exec": runner.op_exec, "names": runner.op_names, "get": runner.op_get,
            "getattr": runner.op_getattr, "call": runner.op_call}
     while True:
@@ -264,9 +345,10 @@ def main() -> None:
             msg, arrays = recv()
         except EOFError:
             return
+        runner.seq = msg.get("seq", 0)
         op = ops.get(msg.get("op"))
         if op is None:
-            send({"error": "unknown op"})
+            send({"error": "unknown op", "seq": runner.seq})
             continue
         try:
             header, out_arrays = op(msg, arrays)
@@ -274,6 +356,7 @@ def main() -> None:
             header, out_arrays = {"status": "error", "type": "WireError", "message": str(exc), "where": ""}, []
         except Exception as exc:  # a bug here must not hang the grader
             header, out_arrays = {"status": "error", "type": type(exc).__name__, "message": str(exc), "where": ""}, []
+        header["seq"] = runner.seq
         send(header, out_arrays)
 
 

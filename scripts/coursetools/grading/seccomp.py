@@ -15,12 +15,20 @@ refuse what grading never needs, whatever the Python code does:
 
 Refused calls fail with ``EPERM`` (``ENOSYS`` for ``clone3``, so the C
 library falls back to ``clone``, whose flags the filter can inspect).
+
+Two rules keep a sandbox's death honest, so the grader can tell the student's crash
+from a kill by someone else (the out-of-memory killer, an operator), which must never
+be charged to the student: the sandbox cannot send itself the signals an outsider
+sends (``EXTERNAL_SIGNALS``), and cannot exit with a status of 128 or more (which
+would read as "killed by a signal" through bubblewrap); such an exit dies by SIGSEGV
+instead, the student's own crash.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import signal
 import struct
 
 _ERRNO = 0x00050000
@@ -60,12 +68,26 @@ _SYSCALLS = {
         "name_to_handle_at": 264, "open_by_handle_at": 265, "personality": 92, "io_uring_setup": 425,
     }),
 }
-# Calls allowed only when their first argument is this process's own id.
-_SELF_ONLY = ("kill", "tgkill", "tkill")
+for _numbers, _extra in ((_SYSCALLS["x86_64"][1], {"exit": 60, "exit_group": 231, "fcntl": 72,
+                                                     "setrlimit": 160, "prlimit64": 302, "seccomp": 317}),
+                         (_SYSCALLS["aarch64"][1], {"exit": 93, "exit_group": 94, "fcntl": 25,
+                                                      "setrlimit": 164, "prlimit64": 261, "seccomp": 277})):
+    _numbers.update(_extra)
+# Handled with argument checks below, not refused outright.
+_CHECKED = ("clone", "clone3", "kill", "tkill", "tgkill", "exit", "exit_group", "fcntl", "prlimit64", "seccomp")
+# Signals an outsider sends: a sandbox that dies of one was killed, it did not crash.
+EXTERNAL_SIGNALS = frozenset({signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                              signal.SIGUSR1, signal.SIGUSR2, signal.SIGSTOP, signal.SIGTSTP})
+_F_SETSIG = 10  # fcntl: choose the signal sent on I/O readiness (could be one of the above)
 
 # BPF opcodes.
 _LD_W_ABS, _JEQ_K, _JSET_K, _JGE_K, _RET_K = 0x20, 0x15, 0x45, 0x35, 0x06
-_NR, _ARCH, _ARG0 = 0, 4, 16  # offsets in struct seccomp_data (low 32 bits of args[0])
+_NR, _ARCH = 0, 4  # offsets in struct seccomp_data
+
+
+def _arg(i: int) -> int:
+    """Offset of the low 32 bits of argument ``i`` (little-endian machines)."""
+    return 16 + 8 * i
 
 
 def _insn(code, k, jt=0, jf=0) -> bytes:
@@ -85,15 +107,30 @@ def build_filter(machine: str, own_pid: int) -> bytes:
         # The x32 ABI numbers syscalls from 0x40000000; nothing here uses it.
         prog += [_insn(_JGE_K, 0x40000000, jf=1), _insn(_RET_K, deny)]
     # clone: threads only.
-    prog += [_insn(_JEQ_K, numbers["clone"], jf=4), _insn(_LD_W_ABS, _ARG0),
+    prog += [_insn(_JEQ_K, numbers["clone"], jf=4), _insn(_LD_W_ABS, _arg(0)),
              _insn(_JSET_K, _CLONE_THREAD, jf=1), _insn(_RET_K, _ALLOW), _insn(_RET_K, deny)]
     prog += [_insn(_JEQ_K, numbers["clone3"], jf=1), _insn(_RET_K, _ERRNO | _ENOSYS)]
-    for name in _SELF_ONLY:
-        if name in numbers:
-            prog += [_insn(_JEQ_K, numbers[name], jf=4), _insn(_LD_W_ABS, _ARG0),
-                     _insn(_JEQ_K, own_pid, jf=1), _insn(_RET_K, _ALLOW), _insn(_RET_K, deny)]
+    # kill(pid, sig), tkill(tid, sig), tgkill(tgid, tid, sig): to itself only, never an outsider's signal.
+    for name, sig_arg in (("kill", 1), ("tkill", 1), ("tgkill", 2)):
+        n = len(EXTERNAL_SIGNALS)
+        body = [_insn(_LD_W_ABS, _arg(0)), _insn(_JEQ_K, own_pid, jf=n + 2), _insn(_LD_W_ABS, _arg(sig_arg))]
+        body += [_insn(_JEQ_K, int(sig), jt=n - i) for i, sig in enumerate(sorted(EXTERNAL_SIGNALS))]
+        body += [_insn(_RET_K, _ALLOW), _insn(_RET_K, deny)]
+        prog += [_insn(_JEQ_K, numbers[name], jf=len(body))] + body
+    # exit / exit_group: no status of 128 or more (it would read as death by a signal).
+    for name in ("exit", "exit_group"):
+        prog += [_insn(_JEQ_K, numbers[name], jf=4), _insn(_LD_W_ABS, _arg(0)),
+                 _insn(_JSET_K, 0x80, jf=1), _insn(_RET_K, deny), _insn(_RET_K, _ALLOW)]
+    # fcntl(fd, F_SETSIG, sig): refused; prlimit64 only to read limits (new_limit NULL).
+    prog += [_insn(_JEQ_K, numbers["fcntl"], jf=4), _insn(_LD_W_ABS, _arg(1)),
+             _insn(_JEQ_K, _F_SETSIG, jf=1), _insn(_RET_K, deny), _insn(_RET_K, _ALLOW)]
+    prog += [_insn(_JEQ_K, numbers["prlimit64"], jf=6), _insn(_LD_W_ABS, _arg(2)),
+             _insn(_JEQ_K, 0, jf=3), _insn(_LD_W_ABS, _arg(2) + 4), _insn(_JEQ_K, 0, jf=1),
+             _insn(_RET_K, _ALLOW), _insn(_RET_K, deny)]
+    # seccomp(2) itself stays allowed: a process can only add filters, never remove one.
+    prog += [_insn(_JEQ_K, numbers["seccomp"], jf=1), _insn(_RET_K, _ALLOW)]
     for name, nr in numbers.items():
-        if name not in _SELF_ONLY and name not in ("clone", "clone3"):
+        if name not in _CHECKED:
             prog += [_insn(_JEQ_K, nr, jf=1), _insn(_RET_K, deny)]
     prog.append(_insn(_RET_K, _ALLOW))
     return b"".join(prog)
@@ -122,6 +159,10 @@ def install() -> str:
     PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return f"prctl(NO_NEW_PRIVS) failed: errno {ctypes.get_errno()}"
+    # seccomp(SET_MODE_FILTER, TSYNC): every thread of the process, not only this one.
+    libc.syscall.restype = ctypes.c_long
+    if libc.syscall(_SYSCALLS[machine][1]["seccomp"], 1, 1, ctypes.byref(fprog)) == 0:
+        return ""
     if libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         return f"prctl(SECCOMP) failed: errno {ctypes.get_errno()}"
     return ""

@@ -13,7 +13,7 @@ from checker.compare import CheckFailure
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .remote import SubmissionNames
 from .isolation import Isolation
-from .sandbox import Limits, Sandbox, SandboxDied, SandboxTimeout
+from .sandbox import Limits, Sandbox, SandboxDied, SandboxKilled, SandboxTimeout, SandboxViolation
 from .trusted import TrustedLab, strip_magics
 
 OUTPUT_CAP = 20_000
@@ -39,6 +39,7 @@ class SubmissionResult:
     reason: str = ""
     verdicts: list = field(default_factory=list)
     cell_outputs: dict = field(default_factory=dict)  # exercise grade_id -> text shown under it
+    layers: dict = field(default_factory=dict)        # the isolation layers its sandbox reported
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -60,17 +61,32 @@ class SubmissionRunner:
         self.names: dict = {}
         self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
         self.cell_outputs: dict[str, str] = {}
-        self.deadline: float | None = None   # time.monotonic() when the notebook's budget runs out
+        self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
+        self.cpu_spent = 0.0                 # CPU seconds used by this notebook's earlier sandboxes
+        self.layers: dict = {}
+
+    def cpu_used(self) -> float:
+        """CPU seconds the submission's code has used, over every sandbox it needed."""
+        live = self.sandbox.cpu_used() if self.sandbox is not None and self.sandbox.pid else 0.0
+        return self.cpu_spent + live
+
+    def out_of_time(self) -> bool:
+        over_wall = self.deadline is not None and time.monotonic() >= self.deadline
+        return over_wall or self.cpu_used() >= self.limits.notebook_seconds
 
     def ensure(self) -> Sandbox:
         if self.sandbox is not None and self.sandbox.proc is not None:
             return self.sandbox
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s) ran out")
+        if self.sandbox is not None:
+            self.cpu_spent += max(self.sandbox.cpu_seen, self.sandbox.cpu_used())
+            self.sandbox = None
+        if self.out_of_time():
+            raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s of CPU) ran out")
         self.sandbox = Sandbox(self.trusted.numpy_only, preload=self.trusted.preload,
-                               handed_out=self.trusted.handed_out,
-                               limits=self.limits, isolation=self.isolation, workdir=self.workdir)
+                               handed_out=self.trusted.handed_out, limits=self.limits, isolation=self.isolation,
+                               workdir=self.workdir, cpu_allowance=self.limits.notebook_seconds - self.cpu_spent)
         self.sandbox.start()
+        self.layers = self.sandbox.layers
         self.sandbox.deadline = self.deadline
         cells = list(self.trusted.setup_cells) + list(self.cells)
         for gid, source in cells:
@@ -78,7 +94,7 @@ class SubmissionRunner:
                 continue
             try:
                 reply, _ = self.sandbox.request({"op": "exec", "cell": gid, "source": strip_magics(source)})
-            except (SandboxTimeout, SandboxDied) as exc:
+            except (SandboxTimeout, SandboxDied, SandboxViolation) as exc:
                 self.bad_cells.add(gid)
                 self.cell_outputs[gid] = f"This cell did not finish: {exc}"
                 self.sandbox.close()
@@ -119,14 +135,14 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
     result = SubmissionResult(student, trusted.lab)
     limits = limits or Limits()
     runner = SubmissionRunner(trusted, cells, limits, isolation, workdir)
-    runner.deadline = time.monotonic() + limits.notebook_seconds
+    runner.deadline = time.monotonic() + limits.notebook_seconds * limits.wall_factor
     try:
         for cell in trusted.grade_cells:
-            if time.monotonic() >= runner.deadline:
+            if runner.out_of_time():
                 result.verdicts.append(Verdict(
                     cell.grade_id, 0.0, cell.points, False,
                     f"Not graded: this notebook used up its {limits.notebook_seconds:.0f} s of grading time "
-                    f"before this check (slow or endless code in an earlier exercise).", "timeout"))
+                    f"(CPU) before this check (slow or endless code in an earlier exercise).", "timeout"))
                 continue
             out = io.StringIO()
             try:
@@ -142,7 +158,10 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
             except NameError as exc:
                 name = str(exc).split("'")[1] if "'" in str(exc) else str(exc)
                 verdict = Verdict(cell.grade_id, 0.0, cell.points, False, *_explain_missing(name, runner))
-            except (SandboxTimeout, SandboxDied) as exc:
+            except SandboxTimeout as exc:
+                verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
+                                  f"Your code did not finish in its grading time: {exc}", "timeout")
+            except (SandboxDied, SandboxViolation) as exc:
                 verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
                                   f"Your code stopped the grader's process: {exc}", "crashed")
             except Exception as exc:  # a failure inside the check on odd student data: no points, say why
@@ -153,4 +172,5 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
     finally:
         runner.close()
     result.cell_outputs = runner.cell_outputs
+    result.layers = runner.layers
     return result

@@ -68,9 +68,17 @@ def encode(value: Any, to_handle: Callable[[Any], dict] | None = None):
 
 
 def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_func=None):
-    """Inverse of :func:`encode`. Arrays are copied out of the message buffer."""
+    """Inverse of :func:`encode`. Arrays are copied out of the message buffer.
 
-    def dec(v):
+    Holds to the same limits as :func:`encode` (depth, items): a message written by
+    hand in the sandbox is decoded no further than a real one could go.
+    """
+    count = [0]
+
+    def dec(v, depth=0):
+        count[0] += 1
+        if depth > MAX_DEPTH or count[0] > MAX_ITEMS:
+            raise WireError("value too deeply nested or too large")
         if v is None or type(v) in (bool, int, float, str):
             return v
         if type(v) is not dict:
@@ -78,17 +86,20 @@ def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_
         if "__array__" in v:
             return np.array(arrays[int(v["__array__"])], copy=True)
         if "__list__" in v:
-            return [dec(x) for x in v["__list__"]]
+            return [dec(x, depth + 1) for x in _items(v["__list__"], list)]
         if "__tuple__" in v:
-            return tuple(dec(x) for x in v["__tuple__"])
+            return tuple(dec(x, depth + 1) for x in _items(v["__tuple__"], list))
         if "__dict__" in v:
-            return {str(k): dec(x) for k, x in v["__dict__"].items()}
+            return {str(k): dec(x, depth + 1) for k, x in _items(v["__dict__"], dict).items()}
         if "__float__" in v:
             return float(v["__float__"])
         if "__bigint__" in v:
             return int(v["__bigint__"])
         if "__npscalar__" in v:
-            return np.dtype(v["__npscalar__"]).type(v["value"])
+            dtype = np.dtype(str(v["__npscalar__"]))
+            if dtype.kind not in "biuf":
+                raise WireError("unknown value in message")
+            return dtype.type(v["value"])
         if "__handle__" in v and from_handle is not None:
             return from_handle(v)
         if "__func__" in v and from_func is not None:
@@ -96,6 +107,12 @@ def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_
         raise WireError("unknown value in message")
 
     return dec(tree)
+
+
+def _items(container, kind):
+    if type(container) is not kind:
+        raise WireError("malformed message")
+    return container
 
 
 def pack(header: dict, arrays=()) -> bytes:
@@ -107,14 +124,24 @@ def pack(header: dict, arrays=()) -> bytes:
     return struct.pack("!I", len(body)) + body + buf.getvalue()
 
 
-def unpack(payload: bytes):
+MAX_ARRAYS = 10_000
+
+
+def unpack(payload: bytes, max_header: int | None = None):
+    """(header, arrays) of one message; ``max_header`` bounds the JSON part (untrusted senders)."""
     (n,) = struct.unpack("!I", payload[:4])
+    if max_header is not None and n > max_header:
+        raise WireError("message header too large")
     header = json.loads(payload[4:4 + n].decode())
     rest = payload[4 + n:]
     arrays = []
     if rest:
         with np.load(io.BytesIO(rest), allow_pickle=False) as npz:
+            if len(npz.files) > MAX_ARRAYS:
+                raise WireError("too many arrays in one message")
             arrays = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+            if sum(a.nbytes for a in arrays) > MAX_ARRAY_BYTES:
+                raise WireError("arrays too large")
     return header, arrays
 
 
