@@ -135,6 +135,33 @@ def variant(name: str) -> Callable[[Evidence], Optional[str]]:
     return detect
 
 
+def variant_with_nonfinite(name: str) -> Callable[[Evidence], Optional[str]]:
+    """Like :func:`variant`, for mistakes whose signature is *where* the result turns NaN or inf.
+
+    Matches when the received value is non-finite exactly where the supplied variant is (at
+    least one entry), with the same infinities, and close to it everywhere else.
+    """
+
+    def detect(ev: Evidence) -> Optional[str]:
+        wrongs = ev.variants.get(name)
+        if wrongs is None or not _usable(ev):
+            return None
+        for wrong in (wrongs if isinstance(wrongs, (list, tuple)) else [wrongs]):
+            wrong = np.asarray(wrong, dtype=np.float64)
+            if wrong.shape != ev.received.shape:
+                continue
+            bad = ~np.isfinite(wrong)
+            if not bad.any() or not np.array_equal(bad, ~np.isfinite(ev.received)):
+                continue
+            same_inf = np.array_equal(np.nan_to_num(wrong[bad], nan=0.0), np.nan_to_num(ev.received[bad], nan=0.0))
+            if same_inf and _close(ev.received[~bad], wrong[~bad]):
+                return (f"your values are NaN or inf in the same {int(bad.sum())} place(s) as this mistake's, "
+                        f"and equal to them elsewhere")
+        return None
+
+    return detect
+
+
 def _scale_factor(ev: Evidence) -> Optional[float]:
     """c such that received ~= c * expected, if one exists (least squares fit)."""
     if not _usable(ev) or ev.received.shape != ev.expected.shape or not _nontrivial(ev):
@@ -471,7 +498,38 @@ CATALOGUE: list[Misconception] = [
         "gets eps / C, and each row still sums to 1.",
         variant("label-smoothing-mass"), ("05_probability",)),
     Misconception(
+        "norm-not-rooted",
+        "a squared norm where the norm belongs (the square root is missing)",
+        "A Frobenius (or 2-) norm is the square ROOT of the sum of squares: np.sqrt(np.sum(a**2)), "
+        "np.linalg.norm(a) or tensor.norm(), never the sum of squares itself.",
+        variant("norm-not-rooted"), ("04_svd_lora", "06_training_dynamics")),
+    Misconception(
+        "comparison-at-tie",
+        "the wrong side of a tie: a value exactly at the threshold counted the other way (< for <=, > for >=)",
+        "Read the rule's inequality literally: a rank reaches the target when energy >= target; an epoch "
+        "improves only when loss < best - min_delta, so an equal loss is no improvement.",
+        variant("comparison-at-tie"), ("04_svd_lora", "06_training_dynamics")),
+    Misconception(
         "mle-unbiased-variance",
+    Misconception(
+        "max-shift-not-per-row",
+        "one max over the whole array subtracted before exp, instead of one max per row (per slice)",
+        "Shift each slice by its own max: z - np.max(z, axis=-1, keepdims=True). A single global max "
+        "underflows every row far below it to exp(...) = 0, then 0 / 0 or log(0).",
+        # Before log-of-zero: the global shift also makes numpy warn about log(0).
+        variant_with_nonfinite("max-shift-not-per-row"), ("05_probability",)),
+    Misconception(
+        "log-base-two",
+        "log base 2 (bits) where the natural log (nats) is asked for",
+        "Use np.log (natural log): the result is in nats; np.log2 gives bits, 1 / ln 2 = 1.4427 times larger.",
+        variant("log-base-two"), ("05_probability",)),
+    Misconception(
+        "std-used-as-variance",
+        "a standard deviation used where the variance belongs, or the reverse",
+        "Variance = sigma**2. A Gaussian's formulas use sigma**2 in (x - mu)**2 / (2 sigma**2) and the "
+        "variance ratio (sigma_p / sigma_q)**2; the MLE of the variance is np.mean((x - mu)**2), not np.std(x); "
+        "an argument named var is already squared.",
+        variant("std-used-as-variance"), ("05_probability",)),
         "Gaussian maximum-likelihood variance divided by N - 1",
         "The MLE of the variance divides by N: np.mean((x - mu_hat)**2), or np.var(x) with its default ddof=0.",
         variant("mle-unbiased-variance"), ("05_probability",)),
@@ -480,8 +538,9 @@ CATALOGUE: list[Misconception] = [
         "np.log applied to a probability that is exactly 0 (-inf, then NaN from 0 * -inf)",
         "Never hand a 0 to np.log: use log-softmax for log p, pick log p of the true class only, "
         "and for p * log p use np.log(np.where(p > 0, p, 1.0)) so 0 * log 0 counts as 0.",
-        # Named when numpy reported log(0) and no overflow (an overflow is unstable-exp-overflow's case).
-        lambda ev: None if any("overflow" in w for w in ev.warnings) else next(
+        # Named when numpy reported log(0) and no overflow (an overflow is unstable-exp-overflow's case),
+        # or when the values are what log(p + eps) gives (the epsilon silences the warning).
+        _any_of(variant("log-of-zero"), lambda ev: None if any("overflow" in w for w in ev.warnings) else next(
             (f"numpy warned '{w}' while your code ran" for w in ev.warnings
              if "divide by zero encountered in log" in w), None),
         ("05_probability",)),
@@ -558,6 +617,24 @@ CATALOGUE: list[Misconception] = [
         "gradient transposed (matrix product in the wrong order)",
         "A gradient has the shape of what it differentiates: for Y = X @ W, "
         "dL/dW = X.T @ dL/dY and dL/dX = dL/dY @ W.T.",
+    Misconception(
+        "xavier-variance-wrong",
+        "Xavier initialisation with the wrong variance (one fan only, 2 / n_in or 2 / n_out, or 1 / (n_in + n_out))",
+        "Xavier (Glorot) normal draws with variance 2 / (n_in + n_out), both fans: standard deviation "
+        "np.sqrt(2 / (n_in + n_out)). He's 2 / n_in is for ReLU layers.",
+        variant("xavier-variance-wrong"), ("06_training_dynamics",)),
+    Misconception(
+        "accumulation-zeroed-per-micro-batch",
+        "gradients zeroed before every micro-batch, so only the last micro-batch's gradient is left",
+        "Zero the gradients once per optimizer step, before the first micro-batch; inside the loop only "
+        "call (loss / k).backward(), which adds into .grad.",
+        variant("accumulation-zeroed-per-micro-batch"), ("06_training_dynamics",)),
+    Misconception(
+        "early-stopping-wait-not-reset",
+        "the patience counter is not reset to 0 when the loss improves",
+        "Count epochs without improvement since the LAST improvement: set wait = 0 whenever a new best "
+        "is recorded, and add 1 otherwise.",
+        variant("early-stopping-wait-not-reset"), ("06_training_dynamics",)),
         _transposed, ("01_backprop",)),
     Misconception(
         "bias-gradient-not-summed",
