@@ -24,6 +24,7 @@ import torch
 from .compare import Tolerance
 from .exercise import ExerciseCheck
 from .student import call_student, unpack
+from .variants import exclusive
 
 #: The exercises are numpy only: the grader blocks torch inside student code.
 NUMPY_ONLY = True
@@ -193,8 +194,10 @@ def check_low_rank(low_rank_approx, rank_k_errors, seed=0, shape=(6, 4), ranks=(
         kept_frob, kept_spec = _kept(S, k)
         shifted = [_tail(S, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
         check.compare("Frobenius error", frob, frob_ref, call, case=where,
-                      variants={"rank-k-error-from-kept": kept_frob,
-                                "rank-k-off-by-one": [f for f, _ in shifted]})
+                      variants=exclusive({"rank-k-error-from-kept": kept_frob,
+                                          "rank-k-off-by-one": [f for f, _ in shifted],
+                                          "norm-not-rooted": frob_ref ** 2,
+                                          "energy-not-squared": float(np.sqrt(np.sum(S[k:])))}, frob_ref))
         check.compare("spectral error", spec, spec_ref, call, case=where,
                       variants={"rank-k-error-from-kept": kept_spec,
                                 "rank-k-off-by-one": [s for _, s in shifted]})
@@ -230,11 +233,14 @@ def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(
     St = _t(S)
     energy_ref = (torch.cumsum(St ** 2, 0) / torch.sum(St ** 2)).numpy()
     unsquared = np.cumsum(S) / np.sum(S)
+    # Squares in the numerator only: normalised by (sum S)**2 instead of sum(S**2).
+    half_squared = np.cumsum(S ** 2) / np.sum(S) ** 2
     if np.min(np.abs(energy_ref[:, None] - np.asarray(targets)[None, :])) < 1e-6:
         raise ValueError("a target lies on a cumulative energy; choose other targets")  # check author's bug
 
     call = call_student(energy_captured, "energy_captured", S=S)
-    check.compare("energy", call.result, energy_ref, call, variants={"energy-not-squared": unsquared})
+    check.compare("energy", call.result, energy_ref, call,
+                  variants={"energy-not-squared": [unsquared, half_squared]})
     for target in targets:
         k_ref = int((energy_ref < target).sum()) + 1  # count of values still short of the target, plus one
         call = call_student(rank_for_energy, "rank_for_energy", S=S, target=target)
@@ -242,7 +248,15 @@ def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(
         check.compare("rank", call.result, k_ref, call, case=f"target={target}", require_float64=False,
                       variants={"rank-k-off-by-one": [k_ref - 1, k_ref + 1],
                                 "energy-not-squared": wrong_unsquared if wrong_unsquared != k_ref else None})
-    check.cases = 1
+    # A target that a cumulative energy reaches exactly: S**2 = (9, 4, 1, 1, 1) / 16 are exact binary
+    # fractions, so every way of summing them gives 13/16 exactly. Rank 2 reaches the target; a strict
+    # comparison asks for rank 3. The off-by-one mistakes already failed above, so k + 1 here means the tie.
+    S_tie = np.array([3.0, 2.0, 1.0, 1.0, 1.0])
+    tie_target = 13.0 / 16.0
+    call = call_student(rank_for_energy, "rank_for_energy", S=S_tie, target=tie_target)
+    check.compare("rank", call.result, 2, call, case="target=13/16 reached exactly at rank 2, S=(3, 2, 1, 1, 1)",
+                  require_float64=False, variants={"comparison-at-tie": 3, "rank-k-off-by-one": 1})
+    check.cases = 2
     return check.passed()
 
 
@@ -263,9 +277,9 @@ def _lora_inputs(seed, n, d_in, d_out, r):
 
 
 def _wrong_scales(alpha: float, r: int) -> list[float]:
-    """Scalings a student might use instead of alpha / r: none, alpha alone, 1 / r, r / alpha."""
+    """Scalings a student might use instead of alpha / r: none, alpha alone, 1 / r, r / alpha, alpha / r**2."""
     right = alpha / r
-    return [s for s in (1.0, alpha, 1.0 / r, r / alpha) if abs(s - right) > 1e-12]
+    return [s for s in (1.0, alpha, 1.0 / r, r / alpha, alpha / r ** 2) if abs(s - right) > 1e-12]
 
 
 def _lora_numpy(x, W, A, B, dL_dy, scale):
@@ -281,7 +295,7 @@ def _lora_numpy(x, W, A, B, dL_dy, scale):
 # ---------------------------------------------------------------------------
 
 
-def check_lora_init(init_lora, seed=0, dims=((5, 3, 2),), alpha=4.0, n_samples=4):
+def check_lora_init(init_lora, seed=0, dims=((5, 3, 4),), alpha=6.0, n_samples=7):
     """Check ``init_lora(d_in, d_out, r, seed) -> (A, B)``.
 
     ``dims`` lists (d_in, d_out, r). A must be the draw the docstring specifies, B
@@ -297,8 +311,11 @@ def check_lora_init(init_lora, seed=0, dims=((5, 3, 2),), alpha=4.0, n_samples=4
         A, B = unpack(call.result, "init_lora", ("A", "B"))
         # A zero A next to a non-zero B is the swapped initialisation.
         swapped = _is_float_matrix(B) and B.shape == (d_out, r) and np.any(B != 0)
+        # The variance 1 / d_in passed where numpy expects the standard deviation 1 / sqrt(d_in).
+        A_var_as_std = np.random.default_rng(init_seed).normal(0.0, 1.0 / d_in, size=(r, d_in))
         check.compare("A", A, A_ref, call, case=where,
-                      variants={"lora-init-swapped": np.zeros((r, d_in))} if swapped else None)
+                      variants=exclusive({"lora-init-swapped": np.zeros((r, d_in)) if swapped else None,
+                                          "init-std-as-variance": A_var_as_std}, A_ref))
         check.compare("B", B, np.zeros((d_out, r)), call, case=where)
 
         rng = np.random.default_rng(init_seed + 1)
@@ -317,12 +334,14 @@ def check_lora_init(init_lora, seed=0, dims=((5, 3, 2),), alpha=4.0, n_samples=4
 # ---------------------------------------------------------------------------
 
 
-def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((4, 5, 3, 2),), alpha=4.0):
+def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((5, 6, 7, 3),), alpha=12.0):
     """Check ``lora_forward(x, W, A, B, alpha) -> y`` and
     ``lora_backward(dL_dy, x, W, A, B, alpha) -> (dL_dA, dL_dB, dL_dx)`` against autograd.
 
     ``dims`` lists (n_samples, d_in, d_out, r). B is random (not zero) so that every
-    gradient, dL/dA included, is non-zero and a wrong formula shows.
+    gradient, dL/dA included, is non-zero and a wrong formula shows. Choose N, r and alpha so that
+    none of N, r, alpha, alpha / r coincide or equal 1 or 2: a division by N must not look like a
+    wrong LoRA scale (tests/unit/test_checker.py asserts the variants stay apart).
     """
     check = ExerciseCheck("LoRA layer")
     for j, (n, d_in, d_out, r) in enumerate(dims):
@@ -338,19 +357,20 @@ def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((4, 5, 3, 2),), 
 
         call = call_student(lora_forward, "lora_forward", x=x, W=W, A=A, B=B, alpha=alpha)
         check.compare("y", call.result, yt.detach().numpy(), call, case=where, reference="PyTorch forward",
-                      variants={"lora-missing-scaling": [u[0] for u in unscaled]})
+                      variants=exclusive({"lora-missing-scaling": [u[0] for u in unscaled]}, yt.detach().numpy()))
 
         call = call_student(lora_backward, "lora_backward", dL_dy=dL_dy, x=x, W=W, A=A, B=B, alpha=alpha)
         dL_dA, dL_dB, dL_dx = unpack(call.result, "lora_backward", ("dL_dA", "dL_dB", "dL_dx"))
-        check.compare("dL/dA", dL_dA, At.grad.numpy(), call, case=where,
-                      variants={"lora-gradient-transposed": right[1].T,
-                                "lora-missing-scaling": [u[1] for u in unscaled]})
-        check.compare("dL/dB", dL_dB, Bt.grad.numpy(), call, case=where,
-                      variants={"lora-gradient-transposed": right[2].T,
-                                "lora-missing-scaling": [u[2] for u in unscaled]})
-        check.compare("dL/dx", dL_dx, xt.grad.numpy(), call, case=where,
-                      variants={"lora-dx-missing-adapter": dL_dy @ W,
-                                "lora-missing-scaling": [u[3] for u in unscaled]})
+        # mean_count=n: lora_backward takes no mean, so a division by N is batch-size-scaling.
+        check.compare("dL/dA", dL_dA, At.grad.numpy(), call, case=where, mean_count=n,
+                      variants=exclusive({"lora-gradient-transposed": right[1].T,
+                                          "lora-missing-scaling": [u[1] for u in unscaled]}, At.grad.numpy()))
+        check.compare("dL/dB", dL_dB, Bt.grad.numpy(), call, case=where, mean_count=n,
+                      variants=exclusive({"lora-gradient-transposed": right[2].T,
+                                          "lora-missing-scaling": [u[2] for u in unscaled]}, Bt.grad.numpy()))
+        check.compare("dL/dx", dL_dx, xt.grad.numpy(), call, case=where, mean_count=n,
+                      variants=exclusive({"lora-dx-missing-adapter": dL_dy @ W,
+                                          "lora-missing-scaling": [u[3] for u in unscaled]}, xt.grad.numpy()))
         check.cases += 1
     return check.passed()
 
@@ -360,7 +380,7 @@ def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((4, 5, 3, 2),), 
 # ---------------------------------------------------------------------------
 
 
-def check_lora_merge(merge_lora, seed=0, dims=((5, 3, 2),), alpha=4.0):
+def check_lora_merge(merge_lora, seed=0, dims=((5, 7, 3),), alpha=12.0):
     """Check ``merge_lora(W, A, B, alpha) -> W_merged`` of shape (d_out, d_in).
 
     The reference is ``W + (alpha / r) B A`` in torch; the merged layer must then
@@ -373,8 +393,8 @@ def check_lora_merge(merge_lora, seed=0, dims=((5, 3, 2),), alpha=4.0):
         merged_ref = _t(W) + (alpha / r) * _t(B) @ _t(A)
         call = call_student(merge_lora, "merge_lora", W=W, A=A, B=B, alpha=alpha)
         check.compare("W_merged", call.result, merged_ref.numpy(), call, case=where,
-                      variants={"lora-missing-scaling": [W + s * B @ A for s in _wrong_scales(alpha, r)],
-                                "sign-flipped": W - (alpha / r) * B @ A})
+                      variants=exclusive({"lora-missing-scaling": [W + s * B @ A for s in _wrong_scales(alpha, r)],
+                                          "sign-flipped": W - (alpha / r) * B @ A}, merged_ref.numpy()))
         check.cases += 1
     return check.passed()
 

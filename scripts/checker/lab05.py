@@ -22,6 +22,7 @@ from math_utils import log_softmax, one_hot, sigmoid, softmax
 
 from .exercise import ExerciseCheck
 from .student import call_student, unpack
+from .variants import exclusive
 
 #: Every exercise of this lab is written in numpy; autograd is only the reference.
 NUMPY_ONLY = True
@@ -67,26 +68,54 @@ def _logit_inputs(seed, shape, big=True):
     return z
 
 
-def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, seed=0, shapes=((4, 5),)):
+def _global_shift(z):
+    """softmax, log_softmax and logsumexp shifted by ONE max over the whole array (trusted, for a variant)."""
+    with np.errstate(all="ignore"):
+        shifted = z - np.max(z)
+        total = np.sum(np.exp(shifted), axis=-1, keepdims=True)
+        return (np.exp(shifted) / total, shifted - np.log(total),
+                np.max(z) + np.log(np.squeeze(total, axis=-1)))
+
+
+def _logsumexp_all(z):
+    """log-sum-exp with the per-row max but the sum over every entry (the wrong set)."""
+    z_max = np.max(z, axis=-1, keepdims=True)
+    return np.squeeze(z_max, axis=-1) + np.log(np.sum(np.exp(z - z_max)))
+
+
+def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, seed=0, shapes=((4, 5), (2, 3, 6))):
     """Check ``stable_softmax(z)``, ``stable_log_softmax(z)`` and ``stable_logsumexp(z)`` along the last axis.
 
     ``shapes`` lists input shapes (any number of axes); the inputs include rows
-    of magnitude 1e3, and numpy must not warn.
+    of magnitude 1e3, and numpy must not warn. Give a 3-D shape with distinct
+    sizes: only there does a softmax over axis 1 differ from one over the last axis.
     """
     check = ExerciseCheck("softmax family", reference="torch.softmax / log_softmax / logsumexp")
     for k, shape in enumerate(shapes):
         z = _logit_inputs(seed + k, shape)
         zt = _t(z)
         where = f"z shape {shape}"
-        wrong_axis = len(shape) > 1 and shape[0] > 1
-        call = call_student(stable_softmax, "stable_softmax", z=z)
-        check.compare("softmax", call.result, torch.softmax(zt, dim=-1).numpy(), call, case=where,
-                      variants={"softmax-wrong-axis": softmax(z, axis=0)} if wrong_axis else None)
-        call = call_student(stable_log_softmax, "stable_log_softmax", z=z)
-        check.compare("log_softmax", call.result, torch.log_softmax(zt, dim=-1).numpy(), call, case=where,
-                      variants={"softmax-wrong-axis": log_softmax(z, axis=0)} if wrong_axis else None)
+        other_axes = [a for a in range(len(shape) - 1) if shape[a] > 1]
+        wrong_sm = [softmax(z, axis=a) for a in other_axes]
+        wrong_lsm = [log_softmax(z, axis=a) for a in other_axes]
+        global_sm, global_lsm, global_lse = _global_shift(z)
+        # logsumexp first: log_softmax is usually built on it, so a wrong logsumexp is named at its source.
+        expected = torch.logsumexp(zt, dim=-1).numpy()
         call = call_student(stable_logsumexp, "stable_logsumexp", z=z)
-        check.compare("logsumexp", call.result, torch.logsumexp(zt, dim=-1).numpy(), call, case=where)
+        check.compare("logsumexp", call.result, expected, call, case=where,
+                      variants={**(exclusive({"wrong-axis-reduction": _logsumexp_all(z) if z.ndim > 1 else None},
+                                             expected) or {}),
+                                "max-shift-not-per-row": global_lse})
+        expected = torch.softmax(zt, dim=-1).numpy()
+        call = call_student(stable_softmax, "stable_softmax", z=z)
+        check.compare("softmax", call.result, expected, call, case=where,
+                      variants={**(exclusive({"softmax-wrong-axis": wrong_sm}, expected) or {}),
+                                "max-shift-not-per-row": global_sm})
+        expected = torch.log_softmax(zt, dim=-1).numpy()
+        call = call_student(stable_log_softmax, "stable_log_softmax", z=z)
+        check.compare("log_softmax", call.result, expected, call, case=where,
+                      variants={**(exclusive({"softmax-wrong-axis": wrong_lsm}, expected) or {}),
+                                "max-shift-not-per-row": global_lsm})
         check.cases += 1
     return check.passed()
 
@@ -170,6 +199,10 @@ def _ce_case(seed, n, c, soft):
     return logits, targets
 
 
+#: Epsilons students add inside a log "to avoid log(0)".
+_LOG_EPSILONS = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16)
+
+
 def check_cross_entropy_logits(cross_entropy_from_logits, seed=0, cases=((4, 3, False), (5, 4, True))):
     """Check ``cross_entropy_from_logits(logits, targets) -> (loss, dL_dlogits)`` (mean over the batch).
 
@@ -187,9 +220,13 @@ def check_cross_entropy_logits(cross_entropy_from_logits, seed=0, cases=((4, 3, 
         where = f"N={n}, C={c}, {'soft' if soft else 'one-hot'} targets"
         axis0_loss, axis0_grad = _soft_cross_entropy(logits, targets, axis=0)
         p = softmax(logits, axis=1)
+        # An epsilon inside the log, log(softmax + eps), silences numpy's log(0) warning but caps
+        # -log p at -log(eps): the loss is wrong wherever a target class has underflowed to p = 0.
+        eps_losses = [float(-np.sum(targets * np.log(p + eps)) / n) for eps in _LOG_EPSILONS]
         check.compare("loss", got_loss, loss.item(), call, case=where, mean_count=n,
                       reference="torch cross_entropy",
-                      variants={"negative-cross-entropy": -loss.item(), "softmax-wrong-axis": axis0_loss})
+                      variants=exclusive({"negative-cross-entropy": -loss.item(), "softmax-wrong-axis": axis0_loss,
+                                          "log-of-zero": eps_losses}, loss.item()))
         check.compare("dL/dlogits", got_grad, lt.grad.numpy(), call, case=where, mean_count=n,
                       variants={"batch-size-scaling": p - targets, "softmax-wrong-axis": axis0_grad})
         check.cases += 1
@@ -219,14 +256,15 @@ def check_label_smoothing(label_smoothing_cross_entropy, seed=0, shapes=((4, 5),
         y = one_hot(labels, c)
         wrong_targets = [(1 - smoothing) * y + smoothing / (c - 1) * (1 - y),  # spread over the C-1 others
                          y + smoothing / c,                                    # mass never taken from the label
-                         (1 - smoothing) * y + smoothing]                      # eps per class, not eps / C
+                         (1 - smoothing) * y + smoothing,                      # eps per class, not eps / C
+                         (1 - smoothing) * y + smoothing / n]                  # eps / N: the batch size, not C
         wrong = [_soft_cross_entropy(logits, t) for t in wrong_targets]
         where = f"N={n}, C={c}, smoothing={smoothing:g}"
         check.compare("loss", got_loss, loss.item(), call, case=where, mean_count=n,
-                      variants={"label-smoothing-mass": [w[0] for w in wrong],
-                                "negative-cross-entropy": -loss.item()})
+                      variants=exclusive({"label-smoothing-mass": [w[0] for w in wrong],
+                                          "negative-cross-entropy": -loss.item()}, loss.item()))
         check.compare("dL/dlogits", got_grad, lt.grad.numpy(), call, case=where, mean_count=n,
-                      variants={"label-smoothing-mass": [w[1] for w in wrong]})
+                      variants=exclusive({"label-smoothing-mass": [w[1] for w in wrong]}, lt.grad.numpy()))
         check.cases += 1
     return check.passed()
 
@@ -272,11 +310,19 @@ def check_entropy_kl(entropy, kl_divergence, seed=0, n=4, c=5):
     p, q, p_zeros = _distributions(seed, n, c)
     for label, dist in (("p > 0", p), ("p with zeros", p_zeros)):
         call = call_student(entropy, "entropy", p=dist)
-        check.compare("H(p)", call.result, _entropy_torch(dist), call, case=label)
+        expected = _entropy_torch(dist)
+        safe = np.where(dist > 0, dist, 1.0)
+        check.compare("H(p)", call.result, expected, call, case=label,
+                      variants=exclusive({"log-base-two": expected / np.log(2.0),
+                                          # summed over the batch axis: one value per class (n != c)
+                                          "wrong-axis-reduction": -np.sum(dist * np.log(safe), axis=0)
+                                          if dist.shape[0] != dist.shape[1] else None}, expected))
         check.cases += 1
         call = call_student(kl_divergence, "kl_divergence", p=dist, q=q)
-        variants = {"kl-arguments-swapped": _kl_numpy(q, dist)} if label == "p > 0" else None
-        check.compare("KL(p || q)", call.result, _kl_torch(dist, q), call, case=label, variants=variants)
+        expected = _kl_torch(dist, q)
+        check.compare("KL(p || q)", call.result, expected, call, case=label,
+                      variants=exclusive({"kl-arguments-swapped": _kl_numpy(q, dist) if label == "p > 0" else None,
+                                          "log-base-two": expected / np.log(2.0)}, expected))
         if label == "p > 0":
             call = call_student(kl_divergence, "kl_divergence", p=dist, q=dist.copy())
             check.compare("KL(p || p)", call.result, np.zeros(n), call, case="q = p")
@@ -304,8 +350,14 @@ def check_gaussian_kl(gaussian_kl, seed=0, size=6):
     expected = torch.distributions.kl_divergence(
         torch.distributions.Normal(_t(mu_p), _t(sigma_p)), torch.distributions.Normal(_t(mu_q), _t(sigma_q)))
     call = call_student(gaussian_kl, "gaussian_kl", mu_p=mu_p, sigma_p=sigma_p, mu_q=mu_q, sigma_q=sigma_q)
+    dmu = mu_p - mu_q
+    sigma_as_var = [  # sigma where sigma**2 belongs: in the variance ratio only, in the mean term only, or both
+        0.5 * (sigma_p / sigma_q + (dmu / sigma_q) ** 2 - 1.0) - np.log(sigma_p / sigma_q),
+        0.5 * ((sigma_p / sigma_q) ** 2 + dmu ** 2 / sigma_q - 1.0) - np.log(sigma_p / sigma_q),
+        0.5 * (sigma_p / sigma_q + dmu ** 2 / sigma_q - 1.0 - np.log(sigma_p / sigma_q))]
     check.compare("KL(p || q)", call.result, expected.numpy(), call,
-                  variants={"kl-arguments-swapped": _gaussian_kl_numpy(mu_q, sigma_q, mu_p, sigma_p)})
+                  variants=exclusive({"kl-arguments-swapped": _gaussian_kl_numpy(mu_q, sigma_q, mu_p, sigma_p),
+                                      "std-used-as-variance": sigma_as_var}, expected.numpy()))
     check.cases = 1
     return check.passed()
 
@@ -347,7 +399,8 @@ def check_mle(bernoulli_mle, gaussian_mle, seed=0, n_samples=10):
     check.compare("mu_hat", _scalar(mu_hat), mu_ref.item(), call, case=f"n={n_samples}")
     check.compare("var_hat", _scalar(var_hat), var_ref.item(), call,
                   case=f"n={n_samples}",
-                  variants={"mle-unbiased-variance": var_ref.item() * n_samples / (n_samples - 1)})
+                  variants=exclusive({"mle-unbiased-variance": var_ref.item() * n_samples / (n_samples - 1),
+                                      "std-used-as-variance": np.sqrt(var_ref.item())}, var_ref.item()))
     check.cases = 1
     return check.passed()
 
@@ -357,9 +410,12 @@ def check_mle(bernoulli_mle, gaussian_mle, seed=0, n_samples=10):
 # ---------------------------------------------------------------------------
 
 
-def check_gaussian_nll(gaussian_nll, seed=0, shapes=((6, 1),), var=0.5):
+def check_gaussian_nll(gaussian_nll, seed=0, shapes=((6, 1),), var=0.3):
     """Check ``gaussian_nll(y_pred, y_true, var) -> (loss, dL_dy_pred)`` (mean over every element,
     constant included) against ``F.gaussian_nll_loss(full=True)`` and autograd.
+
+    Keep ``var`` away from 0.5, 1 and 2: there var**2 and 2 * var (or var) coincide, so using var as a
+    standard deviation would look like a factor of two.
     """
     check = ExerciseCheck("gaussian_nll", reference="torch gaussian_nll_loss(full=True)")
     for k, shape in enumerate(shapes):
@@ -372,9 +428,16 @@ def check_gaussian_nll(gaussian_nll, seed=0, shapes=((6, 1),), var=0.5):
         got_loss, got_grad = unpack(call.result, "gaussian_nll", ("loss", "dL_dy_pred"))
         count = y_pred.size
         where = f"shape {shape}, var={var:g}"
-        check.compare("loss", got_loss, loss.item(), call, case=where, mean_count=count)
+        diff = y_pred - y_true
+        var_as_std = [  # var used as a standard deviation: squared in the quadratic term and/or the log
+            float(np.mean(0.5 * np.log(2.0 * np.pi * var) + diff ** 2 / (2.0 * var ** 2))),
+            float(np.mean(0.5 * np.log(2.0 * np.pi * var ** 2) + diff ** 2 / (2.0 * var ** 2))),
+            float(np.mean(0.5 * np.log(2.0 * np.pi * var ** 2) + diff ** 2 / (2.0 * var)))]
+        check.compare("loss", got_loss, loss.item(), call, case=where, mean_count=count,
+                      variants=exclusive({"std-used-as-variance": var_as_std}, loss.item()))
         check.compare("dL/dy_pred", got_grad, yt.grad.numpy(), call, case=where, mean_count=count,
-                      variants={"batch-size-scaling": (y_pred - y_true) / (var * shape[0])})
+                      variants=exclusive({"batch-size-scaling": diff / (var * shape[0]),
+                                          "std-used-as-variance": diff / (var ** 2 * count)}, yt.grad.numpy()))
         check.cases += 1
     return check.passed()
 

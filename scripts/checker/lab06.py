@@ -32,6 +32,7 @@ from nets import build_faulty_net, build_mlp, mlp_weights
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
 from .student import refuse_tensor, Call, call_student
+from .variants import exclusive
 
 #: Students may use PyTorch inside this lab's exercises (they still return plain data).
 NUMPY_ONLY = False
@@ -250,6 +251,14 @@ def _activation_rms(fn, name, activation, width, depth, n_nets, seed, n_samples=
     return rms, caught
 
 
+#: Variance each catalogued mistake gives, as a function of (n_in, n_out): the wrong fan, the other
+#: scheme's variance, or the variance passed as a standard deviation.
+XAVIER_MISTAKES = {"xavier-variance-wrong": [lambda a, b: 2.0 / a, lambda a, b: 2.0 / b, lambda a, b: 1.0 / (a + b)],
+                   "init-std-as-variance": [lambda a, b: (2.0 / (a + b)) ** 2]}
+HE_MISTAKES = {"he-variance-wrong": [lambda a, b: 2.0 / b, lambda a, b: 1.0 / a, lambda a, b: 2.0 / (a + b)],
+               "init-std-as-variance": [lambda a, b: (2.0 / a) ** 2]}
+
+
 def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, depth=10, n_nets=6):
     """Check ``xavier_normal(n_in, n_out, seed)`` and ``he_normal(n_in, n_out, seed)``.
 
@@ -262,16 +271,14 @@ def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, 
     """
     check = ExerciseCheck("xavier_normal / he_normal", reference="the target variance", tol=VARIANCE_TOL)
     _variance_case(check, xavier_normal, "xavier_normal", shapes, seed, lambda a, b: 2.0 / (a + b),
-                   {"init-std-as-variance": [lambda a, b: (2.0 / (a + b)) ** 2]})
-    _variance_case(check, he_normal, "he_normal", shapes, seed + 50, lambda a, b: 2.0 / a,
-                   {"he-variance-wrong": [lambda a, b: 2.0 / b, lambda a, b: 1.0 / a],
-                    "init-std-as-variance": [lambda a, b: (2.0 / a) ** 2]})
+                   XAVIER_MISTAKES)
+    _variance_case(check, he_normal, "he_normal", shapes, seed + 50, lambda a, b: 2.0 / a, HE_MISTAKES)
     check.passed()
 
     check = ExerciseCheck("xavier_normal / he_normal", reference="the mean-field prediction", tol=ACTIVATION_TOL)
     for fn, name, activation, gain, wrong in [
             (he_normal, "he_normal", "relu", 2.0, {"he-variance-wrong": 1.0}),
-            (xavier_normal, "xavier_normal", "tanh", 1.0, {})]:
+            (xavier_normal, "xavier_normal", "tanh", 1.0, {"xavier-variance-wrong": 2.0})]:
         got, caught = _activation_rms(fn, name, activation, width, depth, n_nets, seed + 500)
         expected = meanfield_rms(activation, gain, depth)
         predicted = {m: [meanfield_rms(activation, g, depth)] for m, g in wrong.items()}
@@ -318,7 +325,8 @@ def check_grad_norms(per_layer_grad_norms, seed=0, cases=GRAD_NORM_CASES, n_samp
         result = _as_array(call.result, "per_layer_grad_norms")
         case = (f"{activation}, sizes {'-'.join(map(str, sizes))}, residual={residual}, norm={norm!r}")
         # mean_count: a sum-reduced loss scales every norm by y.size (batch-size-scaling).
-        check.compare("gradient norms", result, expected, call, case=case, mean_count=y.size)
+        check.compare("gradient norms", result, expected, call, case=case, mean_count=y.size,
+                      variants=exclusive({"norm-not-rooted": expected ** 2}, expected))
         check.cases += 1
     return check.passed()
 
@@ -345,7 +353,10 @@ def _reference_run(weights, biases, X, y, lr, warmup_steps, start_factor, max_no
             loss = F.mse_loss(model(X), y)
             losses.append(loss.item())
             loss.backward()
-            if mistake not in ("clipping-after-step", "no-clipping"):
+            if mistake == "clipping-per-tensor":
+                for p in model.parameters():
+                    torch.nn.utils.clip_grad_norm_(p, max_norm)
+            elif mistake not in ("clipping-after-step", "no-clipping"):
                 torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
             if mistake == "scheduler-before-optimizer":
                 scheduler.step()
@@ -373,7 +384,7 @@ def check_warmup_clipping(train_with_warmup_and_clipping, cases=WARMUP_CASES):
         hyper = dict(lr=lr, warmup_steps=warmup_steps, start_factor=start_factor, max_norm=max_norm, n_steps=n_steps)
         expected = _reference_run(weights, biases, X, y, **hyper)
         variants = {m: _reference_run(weights, biases, X, y, **hyper, mistake=m)
-                    for m in ("clipping-after-step", "missing-zero-grad")}
+                    for m in ("clipping-after-step", "missing-zero-grad", "clipping-per-tensor")}
         variants["schedule-off-by-one"] = [_reference_run(weights, biases, X, y, **hyper, mistake=m)
                                            for m in ("scheduler-before-optimizer", "no-scheduler-step")]
         call = call_student(train_with_warmup_and_clipping, "train_with_warmup_and_clipping", weights=weights,
@@ -381,7 +392,7 @@ def check_warmup_clipping(train_with_warmup_and_clipping, cases=WARMUP_CASES):
         refuse_tensor(call.result, "train_with_warmup_and_clipping")
         result = _as_array(call.result, "train_with_warmup_and_clipping")
         case = f"sizes {'-'.join(map(str, sizes))}, " + ", ".join(f"{k}={v}" for k, v in hyper.items())
-        check.compare("loss at every step", result, expected, call, case=case, variants=variants)
+        check.compare("loss at every step", result, expected, call, case=case, variants=exclusive(variants, expected))
         check.cases += 1
     return check.passed()
 
@@ -459,12 +470,20 @@ def check_nan_locator(first_nonfinite_module, cases=NAN_CASES):
 # ---------------------------------------------------------------------------
 
 #: Visible cases: (seed, sizes, n_samples, k, norm).
-ACCUMULATION_CASES = ((0, (6, 16, 16, 2), 24, 4, None), (1, (5, 8, 8, 8, 3), 30, 3, "layer"))
+ACCUMULATION_CASES = ((0, (6, 16, 16, 3), 35, 5, None), (1, (5, 8, 8, 8, 4), 36, 3, "layer"))
 
 
 def _big_batch_grads(weights, biases, X, y, norm):
     model = build_mlp(weights, biases, "tanh", norm=norm)
     loss = F.mse_loss(model(_t(X)), _t(y))
+    return [g.numpy().copy() for g in torch.autograd.grad(loss, list(model.parameters()))]
+
+
+def _last_micro_batch_grads(weights, biases, X, y, k, norm):
+    """What is left when .grad is zeroed before every micro-batch: the last one's gradient / k."""
+    model = build_mlp(weights, biases, "tanh", norm=norm)
+    X_last, y_last = torch.chunk(_t(X), k)[-1], torch.chunk(_t(y), k)[-1]
+    loss = F.mse_loss(model(X_last), y_last) / k
     return [g.numpy().copy() for g in torch.autograd.grad(loss, list(model.parameters()))]
 
 
@@ -482,10 +501,14 @@ def check_accumulation(accumulated_gradients, cases=ACCUMULATION_CASES):
                           "a list of gradient arrays in the order of model.parameters()")
         names = [n for n, _ in build_mlp(weights, biases, "tanh", norm=norm).named_parameters()]
         case = f"sizes {'-'.join(map(str, sizes))}, N={n_samples}, k={k}, norm={norm!r}"
-        for name, g, want in zip(names, got, expected):
-            # Micro-batch means not divided by k: their sum is k times the big batch's mean.
-            check.compare("gradients", g, want, call, case=f"{case}, {name}.grad",
-                          variants={"accumulation-not-divided-by-k": k * want})
+        last_only = _last_micro_batch_grads(weights, biases, X, y, k, norm)
+        micro = n_samples // k  # rows per micro-batch
+        for name, g, want, last in zip(names, got, expected, last_only):
+            # Micro-batch means not divided by k: their sum is k times the big batch's mean; divided by
+            # the micro-batch size instead: k / micro times. A sum-reduced loss: micro * n_out times more.
+            check.compare("gradients", g, want, call, case=f"{case}, {name}.grad", mean_count=micro * y.shape[1],
+                          variants=exclusive({"accumulation-not-divided-by-k": [k * want, k / micro * want],
+                                              "accumulation-zeroed-per-micro-batch": last}, want))
         check.cases += 1
     return check.passed()
 
@@ -495,16 +518,22 @@ def check_accumulation(accumulated_gradients, cases=ACCUMULATION_CASES):
 # ---------------------------------------------------------------------------
 
 
-def reference_early_stopping(val_losses, patience, min_delta=0.0):
+def reference_early_stopping(val_losses, patience, min_delta=0.0, mistake=None):
     """(best_epoch, stop_epoch) of the lab's early-stopping rule (trusted code).
 
     An epoch improves when its loss is below ``best - min_delta``; training stops at the epoch
     that completes ``patience`` epochs in a row without improvement, or runs to the last epoch.
+    ``mistake`` = "comparison-at-tie" (a loss equal to best - min_delta improves) or
+    "early-stopping-wait-not-reset" (the counter keeps counting after an improvement) gives what
+    that mistake returns, for the check's variants.
     """
     best, best_epoch, wait = np.inf, 0, 0
     for epoch, loss in enumerate(val_losses):
-        if loss < best - min_delta:
-            best, best_epoch, wait = loss, epoch, 0
+        improves = loss <= best - min_delta if mistake == "comparison-at-tie" else loss < best - min_delta
+        if improves:
+            best, best_epoch = loss, epoch
+            if mistake != "early-stopping-wait-not-reset":
+                wait = 0
         else:
             wait += 1
             if wait >= patience:
@@ -514,6 +543,12 @@ def reference_early_stopping(val_losses, patience, min_delta=0.0):
 
 #: The worked curve of the notebook: best at epoch 4, stop at epoch 6 with patience 2.
 WORKED_CURVE = (1.0, 0.8, 0.7, 0.72, 0.69, 0.71, 0.73, 0.74, 0.75, 0.76)
+#: A plateau: epochs 3 and 4 tie the best loss exactly. With patience 3 the rule stops at epoch 5
+#: (best 2); counting a tie as an improvement stops at 7 (best 4), patience off by one at 4 or 6.
+PLATEAU_CURVE = (1.0, 0.8, 0.7, 0.7, 0.7, 0.75, 0.76, 0.77, 0.78, 0.79, 0.8)
+#: An improvement after a wait: with patience 3 the rule stops at epoch 7 (best 4); a counter that
+#: is not reset at epoch 4 stops at epoch 5, patience off by one at 6 or 8.
+RESET_CURVE = (1.0, 0.9, 0.95, 0.96, 0.85, 0.9, 0.91, 0.92, 0.93, 0.94, 0.95)
 
 
 def _val_curve(seed, n_epochs):
@@ -529,7 +564,8 @@ def check_early_stopping(early_stopping, seed=0, cases=((12, 3, 0.0), (40, 5, 0.
     worked curve and on seeded noisy curves ``(n_epochs, patience, min_delta)``; the last visible
     case never stops."""
     check = ExerciseCheck("early_stopping", reference="the early-stopping rule", tol=EXACT_TOL)
-    inputs = [(np.array(WORKED_CURVE), 2, 0.0)] + [(_val_curve(seed + j, n), p, d) for j, (n, p, d) in enumerate(cases)]
+    inputs = ([(np.array(WORKED_CURVE), 2, 0.0), (np.array(PLATEAU_CURVE), 3, 0.0), (np.array(RESET_CURVE), 3, 0.0)]
+              + [(_val_curve(seed + j, n), p, d) for j, (n, p, d) in enumerate(cases)])
     for val_losses, patience, min_delta in inputs:
         best, stop = reference_early_stopping(val_losses, patience, min_delta)
         call = call_student(early_stopping, "early_stopping", val_losses=val_losses, patience=patience,
@@ -545,10 +581,14 @@ def check_early_stopping(early_stopping, seed=0, cases=((12, 3, 0.0), (40, 5, 0.
         # Patience off by one: stopping one epoch early can also change which epoch was best so far.
         shifted = [reference_early_stopping(val_losses, p, min_delta) for p in (patience - 1, patience + 1) if p >= 1]
         case = f"{len(val_losses)} epochs, patience={patience}, min_delta={min_delta}"
+        others = {m: reference_early_stopping(val_losses, patience, min_delta, mistake=m)
+                  for m in ("comparison-at-tie", "early-stopping-wait-not-reset")}
         check.compare("stop_epoch", int(got_stop), stop, call, case=case,
-                      variants={"early-stopping-off-by-one": [float(s) for _, s in shifted if s != stop]})
+                      variants=exclusive({"early-stopping-off-by-one": [float(s) for _, s in shifted],
+                                          **{m: float(s) for m, (_, s) in others.items()}}, stop))
         check.compare("best_epoch", int(got_best), best, call, case=case,
-                      variants={"early-stopping-off-by-one": [float(b) for b, _ in shifted if b != best]})
+                      variants=exclusive({"early-stopping-off-by-one": [float(b) for b, _ in shifted],
+                                          **{m: float(b) for m, (b, _) in others.items()}}, best))
         check.cases += 1
     return check.passed()
 
