@@ -76,3 +76,72 @@ def test_report_html_escapes_names(tmp_path):
     page = (tmp_path / "report.html").read_text(encoding="utf-8")
     assert "<script>alert" not in page and "<img src=x>" not in page and "' onmouseover='" not in page
     assert "\x1b" not in page and "\x9b" not in page
+
+
+# --- finding 6 (part): a rerun into an existing OUT reconciles everything with SUBMITTED as it is now ----
+
+def _write_nb(path: Path, nb) -> None:
+    import nbformat
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+
+
+def _junk_grade_id(nb):
+    """A correct notebook whose grade cells carry grade_ids of odd types (a list, a dict, a number)."""
+    from fixtures.notebooks import nbgrader_meta
+
+    junk = iter([["check"], {"a": 1}, 7])
+    for cell in nb.cells:
+        meta = nbgrader_meta(cell)
+        if meta.get("grade") and not meta.get("solution"):
+            meta["grade_id"] = next(junk, None)
+    return nb
+
+
+def _gradebook(out: Path, lab: str) -> dict[str, float]:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{out / 'gradebook.db'}") as gb:
+        students = {s.id for s in gb.students}
+        scores = {sub.student.id: float(sub.score) for sub in gb.assignment_submissions(lab)} \
+            if lab in {a.name for a in gb.assignments} else {}
+    return {"students": students, "scores": scores}
+
+
+def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path):
+    """Run 1 grades four students; run 2 sees bob withdrawn and carol's notebook broken.
+
+    After run 2 neither keeps an old grade anywhere: not in grades.csv, the
+    gradebook, feedback/ or nbgrader's submitted/ and autograded/ copies. dave's
+    correct work with junk grade_ids on the grade cells scores what alice's does.
+    """
+    from coursetools.grading import cli
+    from fixtures.hostile import LAB
+    from fixtures.notebooks import submission
+
+    submitted, out = tmp_path / "submitted", tmp_path / "out"
+    for student in ("alice", "bob", "carol"):
+        _write_nb(submitted / student / LAB / f"{LAB}.ipynb", submission(LAB))
+    _write_nb(submitted / "dave" / LAB / f"{LAB}.ipynb", _junk_grade_id(submission(LAB)))
+    args = [str(submitted), str(out), "--workers", "2", "--labs", LAB]
+
+    assert cli.main(args) == 0
+    first = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv", newline="", encoding="utf-8"))}
+    assert first["alice"]["status"] == "graded" and float(first["alice"]["score"]) > 0, first
+    assert first["dave"]["status"] == "graded" and first["dave"]["score"] == first["alice"]["score"], first
+    assert {"alice", "bob", "carol"} <= _gradebook(out, LAB)["students"]
+
+    import shutil
+
+    shutil.rmtree(submitted / "bob")
+    (submitted / "carol" / LAB / f"{LAB}.ipynb").write_text('{"cells": [', encoding="utf-8")
+    assert cli.main(args) == 0
+    second = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv", newline="", encoding="utf-8"))}
+    assert "bob" not in second and second["carol"]["status"] == "error", second
+    book = _gradebook(out, LAB)
+    assert book["students"] == {"alice", "dave"} and set(book["scores"]) == {"alice", "dave"}, book
+    for folder in ("feedback", "submitted", "autograded", ".verdicts"):
+        left = sorted(p.name for p in (out / folder).iterdir()) if (out / folder).is_dir() else []
+        assert left == ["alice", "dave"], (folder, left)
+    assert (out / "feedback" / "alice" / LAB / f"{LAB}.html").is_file()

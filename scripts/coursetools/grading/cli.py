@@ -176,6 +176,8 @@ def main(argv=None) -> int:
             for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
                 results.append(fut.result())
     graded_seconds = time.perf_counter() - started
+    # A rerun: what is no longer submitted, or no longer gradable, keeps no old grade or feedback in OUT.
+    course.reconcile(labs, {(r["student"], r["lab"]) for r in results if r.get("status") == "graded"})
 
     rows, question_rows = [], []
     for s in found:

@@ -11,7 +11,9 @@ stock nbgrader. Feedback additionally strips hidden tests from the sources.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +111,47 @@ class NbgraderCourse:
         self.run("autograde", lab, "--force")
         self.run("generate_feedback", lab, "--force")
 
+    def reconcile(self, labs: list[str], keep: set[tuple[str, str]]) -> None:
+        """Forget every submission of ``labs`` that this run did not grade: OUT then agrees with SUBMITTED.
+
+        A rerun into an existing OUT would otherwise keep a withdrawn or
+        now-broken submission's old grade in the gradebook, its feedback and
+        nbgrader's copies while grades.csv says otherwise. For each lab of this
+        run, every (student, lab) not in ``keep`` (the ones graded now, which
+        autograde then overwrites) loses its gradebook submission, its
+        ``submitted/``, ``autograded/`` and ``feedback/`` folders and its
+        verdict file; a student left with no submission at all leaves the
+        gradebook. Labs outside this run (``--labs``) are not touched.
+        """
+        from nbgrader.api import Gradebook
+
+        with Gradebook(self.db_url) as gb:
+            known = {a.name for a in gb.assignments}
+            for lab in labs:
+                if lab not in known:
+                    continue
+                for sub in list(gb.assignment_submissions(lab)):
+                    if (sub.student.id, lab) not in keep:
+                        gb.remove_submission(lab, sub.student.id)
+            for student in list(gb.students):
+                if not student.submissions:
+                    gb.remove_student(student.id)
+        for folder in ("submitted", "autograded", "feedback"):
+            base = self.root / folder
+            if not base.is_dir() or base.is_symlink():
+                continue
+            for student_dir in sorted(base.iterdir()):
+                for lab in labs:
+                    if (student_dir.name, lab) not in keep:
+                        _remove(student_dir / lab)
+                _remove_if_empty(student_dir)
+        if self.verdict_dir.is_dir():
+            for student_dir in sorted(self.verdict_dir.iterdir()):
+                for lab in labs:
+                    if (student_dir.name, lab) not in keep:
+                        _remove(student_dir / f"{lab}.json")
+                _remove_if_empty(student_dir)
+
     def scores(self, lab: str) -> dict[str, dict[str, tuple[float, float]]]:
         """student -> grade_id -> (score, max_score), as nbgrader recorded them."""
         from nbgrader.api import Gradebook
@@ -119,6 +162,26 @@ class NbgraderCourse:
                 nb = gb.find_submission_notebook(lab, lab, sub.student.id)
                 out[sub.student.id] = {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
         return out
+
+
+def _remove(path: Path) -> None:
+    """Delete ``path`` inside OUT without following a link (a link is removed, not its target)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            path.rmdir()
+    except OSError:
+        pass
 
 
 def graded_notebook(release_path: Path, solutions: dict[str, str]):
