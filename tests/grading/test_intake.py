@@ -309,3 +309,11 @@ def test_loose_entries_named_like_notebooks_are_rows(tmp_path, kind):
     found = discover(submitted, [LAB], loose=True)
     bob = [s for s in found if s.student == "bob"]
     assert len(bob) == 1 and bob[0].path is None and odd.name in bob[0].problem, found
+
+
+def test_a_loose_pattern_without_both_groups_is_misuse(tiny_class, tmp_path, capsys):
+    """A --pattern that does not compile or lacks a named group used to raise mid-discovery."""
+    cli = _cli()
+    for pattern in ("[", "(?P<student>[a-z]+)_", "(?P<lab>\\d\\d_\\w+)"):
+        assert cli.main([str(tiny_class), str(tmp_path / "out"), "--loose", "--pattern", pattern]) == 2
+        assert "--pattern" in capsys.readouterr().err

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..paths import ROOT, lab_ids, lab_notebook
 from . import report
-from .intake import Submission, discover, read_notebook, student_cells
+from .intake import Submission, discover, pattern_problem, read_notebook, student_cells
 from .isolation import Isolation, machine_isolation
 from .sandbox import Limits, Sandbox, SandboxKilled
 from .trusted import TrustedLab
@@ -139,6 +139,9 @@ def main(argv=None) -> int:
         return 2
     if args.workers < 1:
         print("make grade: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if args.pattern is not None and pattern_problem(args.pattern):
+        print(f"make grade: --pattern {args.pattern!r} {pattern_problem(args.pattern)}", file=sys.stderr)
         return 2
     problem = report.out_problem(out)
     if problem:  # before any grading: a read-only, misplaced or full OUT would lose every result

@@ -186,6 +186,16 @@ def _student_and_lab(name: str, labs: list[str], regex: re.Pattern | None) -> tu
     return None, None
 
 
+def pattern_problem(pattern: str) -> str:
+    """Why ``pattern`` cannot name submissions (``--pattern``), or "" when it can."""
+    try:
+        groups = re.compile(pattern).groupindex
+    except re.error as exc:
+        return f"is not a regular expression ({exc})"
+    missing = [g for g in ("student", "lab") if g not in groups]
+    return f"has no named group {' or '.join(repr(g) for g in missing)}" if missing else ""
+
+
 def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None) -> list[Submission]:
     """Every notebook under ``submitted`` named after a student and a lab; every other entry as a row."""
     regex = re.compile(pattern) if pattern else None
