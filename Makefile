@@ -29,6 +29,7 @@ help:
 	@echo "make labs    regenerate labs/ from solutions/ with nbgrader (instructors)"
 	@echo "make review  execute every solution notebook and render it to HTML under build/review/"
 	@echo "make grade SUBMITTED=<dir> OUT=<dir>  grade a class (nbgrader layout; GRADE_ARGS=--loose for LMS files)"
+	@echo "make release DEST=<dir>  build the student release (a git repository without the answer key)"
 
 # A .venv left by another Python (the interpreter it points to is gone, was upgraded to another
 # minor version, or is outside 3.11-3.14, or PYTHON=... asks for another version) never works:
@@ -100,6 +101,12 @@ review: env
 grade: env
 	@test -n "$(SUBMITTED)" -a -n "$(OUT)" || { echo "usage: make grade SUBMITTED=<dir> OUT=<dir> [GRADE_ARGS=...]"; exit 2; }
 	$(PY) -m coursetools.grading "$(SUBMITTED)" "$(OUT)" $(GRADE_ARGS)
+
+# The student course as a git repository ready to push (labs, helpers, visible checks; no answers):
+# DEST=<dir> (a new folder, or an earlier release checkout to update with a new commit).
+release: env
+	@test -n "$(DEST)" || { echo "usage: make release DEST=<dir>"; exit 2; }
+	$(PY) -m coursetools.release "$(DEST)" $(RELEASE_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

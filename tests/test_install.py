@@ -31,6 +31,12 @@ def _fake_venv(path: Path, version: str | None = None) -> Path:
     return path
 
 
+def _runs_another_version(exe: str) -> bool:
+    """``exe`` starts (a pyenv shim may not) and is not this interpreter's version."""
+    proc = subprocess.run([exe, "-c", "import sys; print(sys.version_info[:2])"], capture_output=True, text=True)
+    return proc.returncode == 0 and proc.stdout.strip() != str(sys.version_info[:2])
+
+
 def test_make_lab_installs_runtime_only_and_never_apt(tmp_path):
     venv = _fake_venv(tmp_path / "venv")
     out = _make_n("lab", f"VENV={venv}").stdout
@@ -63,8 +69,8 @@ def test_a_venv_built_by_another_python_version_is_rebuilt(tmp_path):
 
 
 def test_pythons_other_than_the_venvs_are_noticed_on_request(tmp_path):
-    other = next((shutil.which(f"python3.{minor}") for minor in (11, 12, 13, 14)
-                  if shutil.which(f"python3.{minor}") and f"3.{minor}" != "%d.%d" % sys.version_info[:2]), None)
+    other = next((exe for exe in (shutil.which(f"python3.{minor}") for minor in (11, 12, 13, 14))
+                  if exe and _runs_another_version(exe)), None)
     if other is None:
         pytest.skip("only one supported Python on this machine")
     venv = _fake_venv(tmp_path / "venv")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import traceback
+import types
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,6 +48,25 @@ class Call:
 
 _CHECKER_DIR = os.path.dirname(os.path.abspath(__file__))
 
+# A course function the lab does not hand out refuses with these words, in the grader's sandbox
+# (coursetools.grading.course_view) and in the student release's kernel (course_access): a call
+# that hits one fails here with the reason `make grade` gives, so local and graded verdicts agree.
+REFUSAL_MARK = "while grading, this lab hands out"
+NOT_HANDED_OUT = "course-function-not-handed-out"
+
+
+def _lent(function):
+    """A check's own function handed to the student's code (e.g. the ``f`` of a numerical gradient).
+
+    The student's code calls it through this checker frame: in the student release, course
+    functions called straight from a notebook obey the lab's hand-out list (course_access).
+    """
+    def lent(*args, **kwargs):
+        return function(*args, **kwargs)
+
+    lent.__name__, lent.__doc__ = function.__name__, function.__doc__
+    return lent
+
 
 def _where(exc: BaseException) -> str:
     """' (line N: source)' of the innermost frame outside the checker, if any."""
@@ -81,7 +101,8 @@ def call_student(fn, name: str, **inputs) -> Call:
         raise CheckFailure(f"{name} is not a function (got {type(fn).__name__}); "
                            f"run the cell that defines it first.")
     # Deep copies: nothing the student does to its arguments reaches the check's own data.
-    copies = {k: (v if callable(v) else copy.deepcopy(v)) for k, v in inputs.items()}
+    copies = {k: (_lent(v) if isinstance(v, types.FunctionType) else v if callable(v) else copy.deepcopy(v))
+              for k, v in inputs.items()}
     originals = {k: v.copy() for k, v in copies.items() if isinstance(v, np.ndarray)}
     with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn", divide="warn"):
         warnings.simplefilter("always")
@@ -92,6 +113,9 @@ def call_student(fn, name: str, **inputs) -> Call:
                 f"{name} is not implemented yet: replace `raise NotImplementedError()` "
                 f"with your code, then run that cell and this one again.", "not-implemented") from None
         except Exception as exc:  # the student's bug becomes a readable failure
+            if isinstance(exc, (AttributeError, ImportError)) and REFUSAL_MARK in str(exc):
+                raise CheckFailure(f"{name} uses a course function this lab does not hand out: {exc}. "
+                                   f"See TROUBLESHOOTING.md#{NOT_HANDED_OUT}", NOT_HANDED_OUT) from None
             raise CheckFailure(
                 f"{name} raised {type(exc).__name__}: {exc}{_where(exc)}\n"
                 f"  Inputs: " + ", ".join(
