@@ -1,12 +1,21 @@
 """The course as a student meets it: JupyterLab in a real browser.
 
-`make lab` serves a scratch copy of labs/ (plus one solution notebook) on a free
-loopback port; Playwright drives Debian's Chromium (/usr/bin/chromium, installed by
-`make test`'s set-up; nothing is downloaded). For every student lab the test runs all
-cells from the Run menu and reads what is on screen: the first check fails with the
-catalogue's "not implemented yet" message, nothing failed to import, and the nbgrader
-"Validate" button sits in the notebook toolbar. The lab 01 solution, run the same way,
-passes every check and draws its plots. Screenshots go to build/browser/.
+`make lab` (student mode) serves a scratch copy of the course folder (labs/,
+TROUBLESHOOTING.md, one solution notebook and one student attempt with a mistake) on a
+free loopback port; Playwright drives Debian's Chromium (/usr/bin/chromium, installed by
+`make test`'s set-up; nothing is downloaded). One server for every check:
+
+* each untouched lab, run from the Run menu: the first check's message is the first thing
+  in its output (no checker frames above it, first line on screen), nothing failed to
+  import, Validate sits in the toolbar, and no instructor panel or news pop-up shows;
+  lab 01's Validate dialog reads one short message per failed check;
+* a lab 02 attempt with a mistake in Adam: the message names the misconception, its
+  TROUBLESHOOTING link opens the section inside JupyterLab, and the progress cell counts
+  the passing checks and says why Adam fails;
+* the lab 01 solution passes every check, draws its plots, and its progress cell says
+  "8 of 8 checks pass".
+
+Screenshots go to build/browser/ (names in the tests below).
 
 Without Chromium or Playwright the test is skipped with the reason, never passed.
 """
@@ -39,9 +48,14 @@ CHROMIUM_ARGS = [
 ]
 SHOTS = BUILD / "browser"
 SOLUTION_LAB = "01_backprop"
+# A student's attempt at lab 02: every exercise solved, Adam without bias correction.
+ATTEMPT_LAB, ATTEMPT_MISTAKE = "02_optimizers", "adam-missing-bias-correction"
+ATTEMPT_NOTEBOOK = f"labs/{ATTEMPT_LAB}/attempt-adam.ipynb"
 LABS_PRESENT = [lab for lab in lab_ids() if lab_notebook(lab).is_file()]
-# The exception line under the traceback, e.g. "CheckFailure: scalar_chain is not implemented yet: ..."
-NOT_IMPLEMENTED = re.compile(r"^\w+: [\w.]+ is not implemented yet: replace `raise NotImplementedError\(\)`", re.M)
+# The first line of a failed check's output, e.g. "✗ Check failed: scalar_chain is not implemented yet: ..."
+NOT_IMPLEMENTED = re.compile(r"\A\s*\u2717 Check failed: [\w.]+ is not implemented yet: replace `raise NotImplementedError\(\)`")
+CHECKER_FRAMES = re.compile(r"Traceback|File \S+\.py|site-packages|checker/|\bline \d+\b")
+PROGRESS = re.compile(r"(\d+) of (\d+) checks pass")
 IMPORT_ERROR = re.compile(r"ModuleNotFoundError|ImportError")
 
 # Generous but bounded: a 2-core machine shared with other work.
@@ -80,7 +94,7 @@ class Server:
     def api(self, path: str, method: str = "GET"):
         req = urllib.request.Request(f"{self.base}{path}", method=method,
                                      headers={"Authorization": f"token {self.token}"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=60) as r:
             body = r.read()
         return json.loads(body) if body else None
 
@@ -98,18 +112,31 @@ class Server:
 
 @pytest.fixture(scope="module")
 def lab_server(browser, tmp_path_factory):
-    """`make lab` serving a scratch copy of labs/ and of one solution folder."""
+    """`make lab` (student mode) serving a scratch course folder: labs/, TROUBLESHOOTING.md, a solution, an attempt."""
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
+    from fixtures.mistakes import MISTAKES
+    from fixtures.notebooks import nbgrader_meta, solution_sources
+
     tmp = tmp_path_factory.mktemp("jupyterlab")
-    served = tmp / "labs"
+    served = tmp / "course"
     skip = shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__")
-    shutil.copytree(LABS, served, ignore=skip)
+    shutil.copytree(LABS, served / "labs", ignore=skip)
+    shutil.copy(ROOT / "TROUBLESHOOTING.md", served / "TROUBLESHOOTING.md")
     shutil.copytree(SOLUTIONS / SOLUTION_LAB, served / "solutions" / SOLUTION_LAB, ignore=skip)
-    # Lab settings and workspaces of this run only, and no news pop-up over the screenshots.
-    notification = tmp / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notification.parent.mkdir(parents=True)
-    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    [mistake] = [m for m in MISTAKES[ATTEMPT_LAB] if m.misconception == ATTEMPT_MISTAKE and "adam" in m.cell]
+    # The solution notebook with the mistake applied (the solution cells are what a student writes).
+    attempt = nbformat.read(SOLUTIONS / ATTEMPT_LAB / f"{ATTEMPT_LAB}.ipynb", as_version=4)
+    sources = solution_sources(ATTEMPT_LAB, [mistake])
+    for cell in attempt.cells:
+        if nbgrader_meta(cell).get("solution"):
+            cell.source = sources[nbgrader_meta(cell)["grade_id"]]
+        elif nbgrader_meta(cell).get("grade"):  # as released: without the hidden tests
+            cell.source = re.sub(r"\n?### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", cell.source, flags=re.S)
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nbformat.write(attempt, served / ATTEMPT_NOTEBOOK)
+    # Empty settings and workspaces of this run only: what students see comes from `make lab` alone.
     before = {p: p.read_bytes() for p in LABS.rglob("*.ipynb")}
 
     port, token = _free_port(), secrets.token_hex(16)
@@ -117,7 +144,7 @@ def lab_server(browser, tmp_path_factory):
             f"--LabApp.user_settings_dir={tmp / 'settings'} --LabApp.workspaces_dir={tmp / 'workspaces'}")
     log = tmp / "jupyterlab.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen(["make", "lab", f"LABS_DIR={served}", f"ARGS={args}"], cwd=ROOT,
+        proc = subprocess.Popen(["make", "lab", f"LAB_ROOT={served}", "MODE=student", f"ARGS={args}"], cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", token, served, log)
     try:
@@ -244,6 +271,49 @@ def _scroll_to_bottom_of(element):
             return
 
 
+def _scroll_to_top_of(element, margin: int = 60):
+    """Scroll the notebook until the element's top edge sits just below the top of the view."""
+    for _ in range(10):
+        moved = element.evaluate(f"""el => {{
+          const scroller = el.closest('.jp-WindowedPanel-outer') || el.closest('.jp-Notebook');
+          const delta = el.getBoundingClientRect().top - scroller.getBoundingClientRect().top - {margin};
+          scroller.scrollTop += delta;
+          return Math.abs(delta);
+        }}""")
+        element.page.wait_for_timeout(300)
+        if moved < 2:
+            return
+
+
+def _first_line_on_screen(page, output) -> bool:
+    """Whether the first line of an output's text lies inside the browser's view."""
+    box = output.bounding_box()
+    view = page.viewport_size
+    return box is not None and 0 <= box["y"] and box["y"] + 20 <= view["height"]
+
+
+def _failure_output(page, index: int):
+    """The error output of a cell (JupyterLab renders it with the stderr mime type)."""
+    return _cell(page, index).locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').first
+
+
+def _student_mode_problems(page) -> list[str]:
+    """Instructor panels, the nbgrader menu or a pop-up that a student must not see."""
+    found = page.evaluate("""() => {
+      const problems = [];
+      const menus = Array.from(document.querySelectorAll('.lm-MenuBar-item')).map(m => m.textContent.trim());
+      if (menus.some(m => /nbgrader/i.test(m))) problems.push('Nbgrader menu: ' + menus.join(', '));
+      const titled = Array.from(document.querySelectorAll('[title], .lm-TabBar-tabLabel'))
+        .map(e => (e.getAttribute('title') || '') + ' ' + e.textContent);
+      for (const name of ['Create Assignment', 'Formgrader', 'Course List', 'Assignment List'])
+        if (titled.some(t => t.includes(name))) problems.push(name + ' panel');
+      const toasts = document.querySelectorAll('.Toastify__toast, .jp-Notification-Toast');
+      if (toasts.length) problems.push('pop-up: ' + Array.from(toasts).map(t => t.textContent).join(' | '));
+      return problems;
+    }""")
+    return found
+
+
 def _screenshot(page, name: str) -> Path:
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
@@ -259,12 +329,13 @@ def _text(cell) -> str:
 
 @pytest.mark.parametrize("lab", LABS_PRESENT)
 def test_a_student_running_an_untouched_lab_sees_the_first_check_fail_helpfully(browser, lab_server, lab):
-    path = lab_server.root / lab / f"{lab}.ipynb"
+    notebook = f"labs/{lab}/{lab}.ipynb"
+    path = lab_server.root / notebook
     n_cells = len(nbformat.read(path, as_version=4).cells)
     first_check = _grade_cells(path)[0]
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     try:
-        _open(page, lab_server, f"{lab}/{lab}.ipynb", n_cells)
+        _open(page, lab_server, notebook, n_cells)
         # The nbgrader extension's button, in the notebook's own toolbar.
         toolbar = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-NotebookPanel-toolbar")
         validate = toolbar.get_by_text("Validate", exact=True)
@@ -277,13 +348,18 @@ def test_a_student_running_an_untouched_lab_sees_the_first_check_fail_helpfully(
         cells = _wait_until_done(page, f"cells => cells[{first_check}].outputs.length > 0",
                                  RUN_LAB_S, f"{lab}: run all")
 
-        # The bottom of the failing check's output: the message the student reads.
-        _scroll_to_bottom_of(_cell(page, first_check).locator(".jp-OutputArea-output").last)
-        _screenshot(page, f"lab-{lab}")
+        # The failing check's cell at the top of the view: its message is the first thing under it.
+        failure = _failure_output(page, first_check)
+        _scroll_to_top_of(_cell(page, first_check))
+        _screenshot(page, f"lab-{lab}-first-check-message")
 
         shown = _text(cells[first_check])
         assert NOT_IMPLEMENTED.search(shown), (
-            f"{lab}: the first check cell does not show the catalogue's not-implemented message:\n{shown[-1500:]}")
+            f"{lab}: the first check's output does not start with its message:\n{shown[:1500]}")
+        assert not CHECKER_FRAMES.search(shown), f"{lab}: checker frames shown to the student:\n{shown[:1500]}"
+        assert _first_line_on_screen(page, failure), f"{lab}: the message's first line is off screen"
+        problems = _student_mode_problems(page)
+        assert not problems, f"{lab}: a student sees {problems}"
         everything = "\n".join(_text(c) for c in cells)
         assert not IMPORT_ERROR.search(everything), f"{lab}: an import failed:\n{everything[-2000:]}"
         # Everything above the first check ran, and ran cleanly (imports, set-up, plots).
@@ -291,18 +367,81 @@ def test_a_student_running_an_untouched_lab_sees_the_first_check_fail_helpfully(
             if cell["code"]:
                 assert re.search(r"\[\d+\]", cell["prompt"]), f"{lab}: cell {i} above the first check did not run"
                 assert "Traceback" not in _text(cell), f"{lab}: cell {i} failed:\n{_text(cell)[-1500:]}"
+
+        if lab == SOLUTION_LAB:  # Validate, once: its dialog lists each failed check by its message
+            validate.click()  # saves the notebook, then runs it in a fresh kernel on the server
+            page.wait_for_function("() => { const d = document.querySelector('.jp-Dialog-content');"
+                                   " return d && /validation/i.test(d.textContent); }",
+                                   timeout=RUN_LAB_S * 1000, polling=500)
+            dialog = page.locator(".jp-Dialog-content")
+            page.wait_for_timeout(300)
+            _screenshot(page, f"validate-{lab}")
+            report = dialog.inner_text()
+            assert "is not implemented yet" in report, report[:1500]
+            assert not CHECKER_FRAMES.search(report), f"Validate shows checker frames:\n{report[:2000]}"
+            page.keyboard.press("Escape")
+    finally:
+        page.close()
+        lab_server.shut_down_kernels()
+
+
+def test_a_mistake_names_its_misconception_links_to_troubleshooting_and_shows_in_progress(browser, lab_server):
+    path = lab_server.root / ATTEMPT_NOTEBOOK
+    nb = nbformat.read(path, as_version=4)
+    adam_check = next(i for i, c in enumerate(nb.cells)
+                      if c.metadata.get("nbgrader", {}).get("grade_id") == "check_ex5_adam")
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    try:
+        _open(page, lab_server, ATTEMPT_NOTEBOOK, len(nb.cells))
+        _run_all(page)
+        cells = _wait_until_done(page, f"cells => cells[{adam_check}].outputs.length > 0",
+                                 RUN_LAB_S, "lab 02 attempt: run all")
+        shown = _text(cells[adam_check])
+        assert re.match(r"\s*\u2717 Check failed: .*\(Adam\b", shown), shown[:1500]
+        assert f"[{ATTEMPT_MISTAKE}]" in shown and not CHECKER_FRAMES.search(shown), shown[:2000]
+        _scroll_to_top_of(_cell(page, adam_check))
+        assert _first_line_on_screen(page, _failure_output(page, adam_check)), "Adam's message is off screen"
+        _screenshot(page, f"lab-{ATTEMPT_LAB}-adam-mistake-message")
+
+        # The Read: reference, as a link under the message, opens the section inside JupyterLab.
+        link = _cell(page, adam_check).locator("a", has_text=f"TROUBLESHOOTING.md#{ATTEMPT_MISTAKE}")
+        link.click()
+        heading = page.locator(".jp-MarkdownViewer:not(.lm-mod-hidden) h3", has_text=ATTEMPT_MISTAKE).first
+        heading.wait_for(state="visible", timeout=30_000)
+        page.wait_for_timeout(1000)  # the viewer scrolls to the fragment once rendered
+        assert _first_line_on_screen(page, heading), "the TROUBLESHOOTING section is not scrolled into view"
+        _screenshot(page, f"troubleshooting-{ATTEMPT_MISTAKE}")
+
+        # Back to the notebook: the progress cell (the last one) counts and explains.
+        page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="attempt-adam.ipynb").click()
+        last = len(nb.cells) - 1
+        _scroll_to_top_of(_cell(page, last))
+        _cell(page, last).locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Control+Enter")  # run it in place (Shift+Enter would add a cell below)
+        cells = _wait_until_done(page, f"cells => cells[{last}].outputs.length > 0", KERNEL_S,
+                                 "lab 02 attempt: progress")
+        report = _text(cells[last])
+        count = PROGRESS.search(report)
+        assert count, report
+        passed, total = map(int, count.groups())
+        assert total == len(_grade_cells(path)) and 0 < passed < total, report
+        assert re.search(rf"\u2717\s*Exercise 5 \(adam\).*\[{ATTEMPT_MISTAKE}\]", report), report
+        assert "not run yet" in report, report
+        _scroll_to_top_of(_cell(page, last))
+        _screenshot(page, f"progress-{ATTEMPT_LAB}-adam-mistake")
     finally:
         page.close()
         lab_server.shut_down_kernels()
 
 
 def test_the_solution_notebook_passes_every_check_and_draws_its_plots(browser, lab_server):
-    path = lab_server.root / "solutions" / SOLUTION_LAB / f"{SOLUTION_LAB}.ipynb"
+    notebook = f"solutions/{SOLUTION_LAB}/{SOLUTION_LAB}.ipynb"
+    path = lab_server.root / notebook
     n_cells = len(nbformat.read(path, as_version=4).cells)
     grade_cells = _grade_cells(path)
     page = browser.new_page(viewport={"width": 1500, "height": 1000})
     try:
-        _open(page, lab_server, f"solutions/{SOLUTION_LAB}/{SOLUTION_LAB}.ipynb", n_cells)
+        _open(page, lab_server, notebook, n_cells)
         _run_all(page)
         # Done when every code cell shows an execution count: Run All stops at an error.
         cells = _wait_until_done(
@@ -323,6 +462,11 @@ def test_the_solution_notebook_passes_every_check_and_draws_its_plots(browser, l
         _cell(page, with_plot[0]).scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         _screenshot(page, f"solution-{SOLUTION_LAB}")
+
+        progress = _text(cells[-1])
+        assert f"{len(grade_cells)} of {len(grade_cells)} checks pass" in progress, progress
+        _scroll_to_top_of(_cell(page, len(cells) - 1))
+        _screenshot(page, f"progress-solution-{SOLUTION_LAB}")
     finally:
         page.close()
         lab_server.shut_down_kernels()
