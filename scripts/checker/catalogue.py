@@ -594,6 +594,112 @@ CATALOGUE: list[Misconception] = [
         "validation loss moves against the training loss; keep the option that predicts all of it.",
         variant("wrong-diagnosis"), ("06_training_dynamics",)),
     # -- end of lab 06 entries --
+    # -- lab 07 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "batchnorm-unbiased-variance",
+        "BatchNorm's training-mode forward pass normalised with the unbiased variance (divided by N - 1)",
+        "Normalise with the biased batch variance, x.var(axis=0) (divide by N); only the running variance "
+        "uses N - 1.",
+        variant("batchnorm-unbiased-variance"), ("07_normalization_regularization",)),
+    Misconception(
+        "norm-eps-outside-sqrt",
+        "epsilon added to the standard deviation instead of to the variance",
+        "Divide by np.sqrt(var + eps), as PyTorch's BatchNorm, LayerNorm and RMSNorm do, not by np.sqrt(var) + eps.",
+        variant("norm-eps-outside-sqrt"), ("07_normalization_regularization",)),
+    Misconception(
+        "norm-backward-ignores-stats",
+        "normalisation backward pass that treats the mean and variance as constants",
+        "The statistics depend on x: dx = (g - mean(g) - x_hat * mean(g * x_hat)) / sqrt(var + eps) with "
+        "g = dy * gamma and the means over the normalised axis (RMSNorm: no mean(g) term).",
+        variant("norm-backward-ignores-stats"), ("07_normalization_regularization",)),
+    Misconception(
+        "layernorm-wrong-axis",
+        "normalised over the wrong axis (BatchNorm's axis for LayerNorm, or LayerNorm's for BatchNorm)",
+        "BatchNorm normalises each feature over the batch (axis=0); LayerNorm each sample over its features "
+        "(axis=1, keepdims=True).",
+        variant("layernorm-wrong-axis"), ("07_normalization_regularization",)),
+    Misconception(
+        "running-var-biased",
+        "running variance updated with the biased batch variance",
+        "torch.nn.BatchNorm1d keeps the unbiased estimate: use x.var(axis=0, ddof=1) in the running update.",
+        variant("running-var-biased"), ("07_normalization_regularization",)),
+    Misconception(
+        "bn-momentum-convention",
+        "BatchNorm momentum used in the opposite convention (momentum as the weight of the old value)",
+        "In PyTorch momentum weighs the new batch statistic: running = (1 - momentum) * running + momentum * batch.",
+        variant("bn-momentum-convention"), ("07_normalization_regularization",)),
+    Misconception(
+        "eval-uses-batch-stats",
+        "eval mode normalised with the batch's statistics instead of the running ones",
+        "In eval() BatchNorm is a fixed map: gamma * (x - running_mean) / np.sqrt(running_var + eps) + beta.",
+        variant("eval-uses-batch-stats"), ("07_normalization_regularization",)),
+    Misconception(
+        "rmsnorm-subtracts-mean",
+        "RMSNorm that subtracts the mean (that is LayerNorm without a shift)",
+        "RMSNorm divides x itself by sqrt(mean(x**2) + eps) over the features; it never centres x.",
+        variant("rmsnorm-subtracts-mean"), ("07_normalization_regularization",)),
+    Misconception(
+        "dropout-not-rescaled",
+        "dropout without the 1 / (1 - p) rescaling of the kept units",
+        "Inverted dropout returns x * mask / (1 - p) (and its backward dy * mask / (1 - p)), so the expected "
+        "output equals x.",
+        variant("dropout-not-rescaled"), ("07_normalization_regularization",)),
+    Misconception(
+        "dropout-scaled-by-p",
+        "kept units divided by the drop probability p instead of the keep probability 1 - p",
+        "p is the probability of dropping (PyTorch's convention): divide the kept units by 1 - p.",
+        variant("dropout-scaled-by-p"), ("07_normalization_regularization",)),
+    Misconception(
+        "dropout-in-eval",
+        "dropout applied in eval mode",
+        "With training=False dropout is the identity: return x unchanged (a copy), no mask, no rescaling.",
+        variant("dropout-in-eval"), ("07_normalization_regularization",)),
+    Misconception(
+        "ln-placement-swapped",
+        "Pre-LN and Post-LN swapped (the LayerNorm placed where the other design puts it)",
+        "Post-LN: h = LN(h + F(h)). Pre-LN: h = h + F(LN(h)), plus one LN before the read-out.",
+        variant("ln-placement-swapped"), ("07_normalization_regularization",)),
+    Misconception(
+        "weight-decay-on-every-parameter",
+        "weight decay applied to biases and normalisation weights too",
+        "Decay only the parameters with p.ndim >= 2 (weight matrices); biases and norm gains/shifts get "
+        "weight_decay = 0.",
+        variant("weight-decay-on-every-parameter"), ("07_normalization_regularization",)),
+    Misconception(
+        "head-lr-not-scaled",
+        "the head's parameters updated with the body's learning rate",
+        "Use head_lr_factor * lr for every parameter whose name starts with 'head.', in the Adam step and in "
+        "the decay step.",
+        variant("head-lr-not-scaled"), ("07_normalization_regularization",)),
+    Misconception(
+        "l1-grad-at-zero",
+        "L1 gradient at w = 0 taken as +lam or -lam",
+        "PyTorch's gradient of |w| at 0 is 0: use lam * np.sign(w), whose value at 0 is 0.",
+        variant("l1-grad-at-zero"), ("07_normalization_regularization",)),
+    Misconception(
+        "l1-subgradient-no-zeros",
+        "L1 fitted with plain (sub)gradient steps, which oscillate around 0 instead of landing on it",
+        "Take the gradient step on the data loss only, then soft-threshold: w = np.sign(z) * "
+        "np.maximum(np.abs(z) - lr * lam, 0.0).",
+        variant("l1-subgradient-no-zeros"), ("07_normalization_regularization",)),
+    Misconception(
+        "mixup-targets-not-mixed",
+        "mixup that mixes the inputs but keeps the original (hard) targets",
+        "Mix the one-hot targets with the same weight and permutation as the inputs: "
+        "mix * Y + (1 - mix) * Y[perm], and use the soft targets in the loss.",
+        variant("mixup-targets-not-mixed"), ("07_normalization_regularization",)),
+    Misconception(
+        "mixup-weights-swapped",
+        "mixup weights swapped (mix on the permuted example)",
+        "mix weighs the original example: mix * X + (1 - mix) * X[perm].",
+        variant("mixup-weights-swapped"), ("07_normalization_regularization",)),
+    Misconception(
+        "group-split-by-sample",
+        "folds split by sample (plain k-fold), so one group lands in several folds",
+        "Assign whole groups to folds: largest group first, each to the fold with the fewest samples so far; "
+        "every sample of a group gets its group's fold.",
+        variant("group-split-by-sample"), ("07_normalization_regularization",)),
+    # -- end of lab 07 entries --
     # -- failures that are not about the numbers ----------------------------
     Misconception(
         "torch-in-numpy-exercise",

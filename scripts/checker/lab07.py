@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
 from .student import call_student, unpack
+from .variants import exclusive
 
 #: Every exercise of this lab is numpy only.
 NUMPY_ONLY = True
@@ -49,6 +50,18 @@ __all__ = [
     "residual_stack_weights", "classification_data", "train_residual_stack", "train_eval_log",
     "hospital_data", "adamw_example_params", "sparse_regression_data",
 ]
+
+
+class _Check(ExerciseCheck):
+    """ExerciseCheck whose variants pass through :func:`checker.variants.exclusive`.
+
+    A value two mistakes predict, or one equal to the right answer, names nothing.
+    """
+
+    def compare(self, quantity, received, expected, call=None, case="", **kwargs):
+        if kwargs.get("variants"):
+            kwargs["variants"] = exclusive(kwargs["variants"], expected)
+        return super().compare(quantity, received, expected, call, case=case, **kwargs)
 
 
 def _t(a) -> torch.Tensor:
@@ -99,7 +112,7 @@ def check_batchnorm_train(batchnorm_forward, batchnorm_backward, seed=0, shapes=
     """Check ``batchnorm_forward(x, gamma, beta, eps) -> y`` and
     ``batchnorm_backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)`` (training mode: batch statistics,
     biased variance) against ``F.batch_norm(..., training=True)`` and autograd."""
-    check = ExerciseCheck("batchnorm_forward / batchnorm_backward")
+    check = _Check("batchnorm_forward / batchnorm_backward")
     for k, (n, d) in enumerate(shapes):
         rng = np.random.default_rng(seed + 100 + k)
         x = _norm_inputs(seed + k, n, d)
@@ -144,7 +157,7 @@ def check_batchnorm_running(batchnorm_update_running, batchnorm_eval, seed=0, n_
     ``batchnorm_eval(x, gamma, beta, running_mean, running_var, eps) -> y`` against
     ``torch.nn.BatchNorm1d``: its buffers after each ``train()`` forward pass (momentum in torch's
     convention, unbiased batch variance), then its output in ``eval()``."""
-    check = ExerciseCheck("batchnorm_update_running / batchnorm_eval", reference="torch.nn.BatchNorm1d")
+    check = _Check("batchnorm_update_running / batchnorm_eval", reference="torch.nn.BatchNorm1d")
     rng = np.random.default_rng(seed + 200)
     bn = torch.nn.BatchNorm1d(d, eps=eps, momentum=momentum, dtype=DT)
     gamma, beta = rng.uniform(0.5, 2.0, size=d), rng.normal(size=d)
@@ -202,7 +215,7 @@ def check_layer_rms_norm(layernorm_forward, layernorm_backward, rmsnorm_forward,
     -> (dx, dgamma, dbeta)``) and RMSNorm (``rmsnorm_forward(x, gamma, eps)``, ``rmsnorm_backward(dy, x,
     gamma, eps) -> (dx, dgamma)``), each sample normalised over its D features, against ``F.layer_norm``,
     ``F.rms_norm`` and autograd."""
-    check = ExerciseCheck("layernorm / rmsnorm")
+    check = _Check("layernorm / rmsnorm")
     for k, (n, d) in enumerate(shapes):
         rng = np.random.default_rng(seed + 300 + k)
         x = _sample_inputs(seed + 30 + k, n, d)
@@ -256,7 +269,7 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
     the same product differentiated by autograd; ``training=False`` must return ``x`` unchanged (as
     ``nn.Dropout(p).eval()`` does); and the mean output over many random masks must stay within six
     standard errors of ``x`` (the expected activation is preserved)."""
-    check = ExerciseCheck("dropout_forward / dropout_backward")
+    check = _Check("dropout_forward / dropout_backward")
     rng = np.random.default_rng(seed + 400)
     x, dy = rng.normal(size=shape) + 1.0, rng.normal(size=shape)
     mask = rng.random(shape) >= p
@@ -285,7 +298,7 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
 
     # E[mask / (1 - p)] = 1: the mean over many masks of one row estimates x itself.
     rel_tol = 6.0 * float(np.sqrt(p / (1.0 - p) / N_EXPECTATION_ROWS))
-    check = ExerciseCheck("dropout_forward", reference="x (within six standard errors)",
+    check = _Check("dropout_forward", reference="x (within six standard errors)",
                           tol=Tolerance(atol=0.0, rtol=rel_tol))
     row = x.reshape(-1)[: x.shape[-1]].copy()
     rows = np.tile(row, (N_EXPECTATION_ROWS, 1))
@@ -293,8 +306,7 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
     call = call_student(dropout_forward, "dropout_forward", x=rows, mask=masks, p=p, training=True)
     got = call.result
     mean = np.mean(got, axis=0) if type(got) is np.ndarray and got.shape == rows.shape else got
-    check.compare("mean output over many masks", mean, row, call, case=f"{N_EXPECTATION_ROWS} masks, p={p}",
-                  variants={"dropout-not-rescaled": (1.0 - p) * row, "dropout-scaled-by-p": (1.0 - p) / p * row})
+    check.compare("mean output over many masks", mean, row, call, case=f"{N_EXPECTATION_ROWS} masks, p={p}")
     check.cases += 1
     return check.passed()
 
@@ -360,7 +372,7 @@ def check_residual_grad_norms(residual_grad_norms, seed=0, cases=STACK_CASES):
     norms of dL/dW1 and dL/dW2 of every block (input first) for the mean cross-entropy, with LayerNorm
     (no affine parameters, eps 1e-5) after the residual sum (``"post"``) or at the entrance of each
     branch plus once before the read-out (``"pre"``), against autograd."""
-    check = ExerciseCheck("residual_grad_norms", reference="torch autograd", tol=NORM_TOL)
+    check = _Check("residual_grad_norms", reference="torch autograd", tol=NORM_TOL)
     for j, (depth, n, d, hidden, n_classes) in enumerate(cases):
         blocks, W_out = residual_stack_weights(depth, d, hidden, n_classes, seed + j)
         X, labels = classification_data(seed + j, n, d, n_classes)
@@ -442,7 +454,7 @@ _TRAIN_EVAL_WHY_NOT = {
 
 def _check_choice(choice_fn, title, options, right, why_not, calls):
     letters = sorted(options)
-    check = ExerciseCheck(title, reference="the evidence of the reproduction", tol=EXACT_TOL)
+    check = _Check(title, reference="the evidence of the reproduction", tol=EXACT_TOL)
     answers = []
     for _ in range(calls):
         call = call_student(choice_fn, title)
@@ -568,7 +580,7 @@ def check_adamw_groups(adamw_grouped, seed=0, n_steps=1, lr=1e-2, weight_decay=0
     -> list of arrays``: the parameters after ``len(grads_per_step)`` AdamW steps with no weight decay on
     1-D parameters (biases, normalisation weights) and ``head_lr_factor * lr`` for names starting with
     ``"head."``, against ``torch.optim.AdamW`` with the same groups."""
-    check = ExerciseCheck("adamw_grouped", reference="torch.optim.AdamW with parameter groups", tol=NORM_TOL)
+    check = _Check("adamw_grouped", reference="torch.optim.AdamW with parameter groups", tol=NORM_TOL)
     names, params = adamw_example_params(seed, *sizes)
     rng = np.random.default_rng(seed + 7800)
     grads_per_step = [[rng.normal(size=p.shape) for p in params] for _ in range(n_steps)]
@@ -629,7 +641,7 @@ def check_penalties(penalty_and_grad, fit_penalised, seed=0, d=9, lam=0.3, fit_c
     ``fit_penalised(X, y, lam, lr, n_steps, kind) -> w``: gradient descent for L2, proximal gradient
     (soft-thresholding) for L1, from w = 0, step for step against the same loop in torch, with the
     number of exact zeros compared exactly."""
-    check = ExerciseCheck("penalty_and_grad / fit_penalised")
+    check = _Check("penalty_and_grad / fit_penalised")
     rng = np.random.default_rng(seed + 800)
     w = rng.normal(size=d)
     w[[1, 4]] = 0.0  # |w| has a kink at 0: the gradient convention matters there
@@ -676,7 +688,7 @@ def check_mixup(mixup, mixup_cross_entropy, seed=0, n=6, d=4, n_classes=5, mix=0
     for the one-hot targets) and ``mixup_cross_entropy(logits, Y_mixed) -> (loss, dL/dlogits)`` (mean over
     the batch) against ``F.cross_entropy`` with probability targets and autograd; the loss must also equal
     ``mix * CE(labels) + (1 - mix) * CE(labels[perm])``, which the check computes separately in torch."""
-    check = ExerciseCheck("mixup / mixup_cross_entropy")
+    check = _Check("mixup / mixup_cross_entropy")
     rng = np.random.default_rng(seed + 900)
     X = rng.normal(size=(n, d))
     labels = rng.integers(0, n_classes, size=n)
@@ -735,7 +747,7 @@ def check_group_kfold(group_kfold, seed=0, sizes=GROUP_SIZES, n_splits=3, labels
     (the first such fold on a tie). Compared exactly."""
     from sklearn.model_selection import GroupKFold, KFold
 
-    check = ExerciseCheck("group_kfold", reference="sklearn GroupKFold", tol=EXACT_TOL)
+    check = _Check("group_kfold", reference="sklearn GroupKFold", tol=EXACT_TOL)
     groups = _groups_from_sizes(sizes, seed, labels)
     expected = np.zeros(groups.size)
     for fold, (_, test) in enumerate(GroupKFold(n_splits=n_splits).split(np.zeros(groups.size), groups=groups)):
