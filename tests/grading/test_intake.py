@@ -43,6 +43,11 @@ HOSTILE_JSON = {
     "nbformat-huge-string": json.dumps({"nbformat": "4" * 1_000_000, "cells": []}),
     "nul-bytes": '{"nbformat": 4, "cells": [], "x": "\u0000"}\u0000',
     "lone-surrogate": '{"nbformat": 4, "cells": ["\\ud800"]}',
+    # A lone surrogate in a source is valid JSON but no UTF-8 writer (nbformat.write in the grader,
+    # the feedback, the verdict files) can write it back.
+    "lone-surrogate-in-source": json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {"nbgrader": {"grade_id": "ex3_linear_layer", "solution": True}},
+         "source": "x = '\ud800'", "outputs": [], "execution_count": None}]}),
 }
 
 
@@ -52,8 +57,9 @@ def test_read_notebook_turns_every_parse_failure_into_a_reason(tmp_path, name):
     nb, reason = read_notebook(path)
     if nb is None:
         assert reason and len(reason) < 300, reason
-    else:
+    else:  # what is accepted can be written back by every UTF-8 writer downstream
         assert reason == "" and isinstance(nb.get("cells"), list)
+        json.dumps(nb, ensure_ascii=False).encode("utf-8")
 
 
 JUNK_CELLS = [

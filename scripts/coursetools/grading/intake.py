@@ -166,13 +166,22 @@ def discover(submitted: Path, labs: list[str], loose: bool = False, pattern: str
     return result
 
 
-def _walk(folder: Path, rel: str = ""):
-    """``(rel, path, lstat)`` of every entry below ``folder``: links and hidden folders are not entered."""
-    for name, st in _listing(folder):
+def _walk(folder: Path, unreadable: list[Submission], rel: str = ""):
+    """``(rel, path, lstat)`` of every entry below ``folder``: links and hidden folders are not entered.
+
+    A folder that cannot be listed (permissions, removed meanwhile) is added to
+    ``unreadable`` as a row; the walk goes on.
+    """
+    try:
+        entries = _listing(folder)
+    except OSError as exc:
+        unreadable.append(Submission(folder.name, "-", None, f"unreadable folder '{rel or '.'}': {exc.strerror}"))
+        return
+    for name, st in entries:
         entry_rel = f"{rel}{name}"
         yield entry_rel, folder / name, st
         if stat.S_ISDIR(st.st_mode) and not name.startswith("."):
-            yield from _walk(folder / name, entry_rel + "/")
+            yield from _walk(folder / name, unreadable, entry_rel + "/")
 
 
 def _student_and_lab(name: str, labs: list[str], regex: re.Pattern | None) -> tuple[str | None, str | None]:
@@ -201,7 +210,7 @@ def discover_loose(submitted: Path, labs: list[str], pattern: str | None = None)
     regex = re.compile(pattern) if pattern else None
     result: list[Submission] = []
     candidates: dict[tuple[str, str], list[tuple[str, Path, os.stat_result]]] = {}
-    for rel, path, st in _walk(Path(submitted)):
+    for rel, path, st in _walk(Path(submitted), result):
         name = path.name
         is_dir = stat.S_ISDIR(st.st_mode)
         if name.startswith("."):
@@ -349,6 +358,10 @@ def _read_notebook(path: Path) -> tuple[dict | None, str]:
         return None, f"nbformat {_short(nb.get('nbformat'))} notebook; save it with Jupyter 4 or newer (nbformat 4)"
     if not isinstance(nb.get("cells"), list):
         return None, "not a Jupyter notebook (no list of cells)"
+    try:  # a \\ud800 escape is valid JSON, but no UTF-8 writer downstream (nbformat, feedback) can write it
+        json.dumps(nb, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return None, f"the notebook holds text that is not valid Unicode (a lone surrogate, position {exc.start})"
     return nb, ""
 
 
