@@ -6,6 +6,7 @@ Unit-level: rows are built by hand and handed to the report functions.
 from __future__ import annotations
 
 import csv
+import os
 import unicodedata
 from pathlib import Path
 
@@ -109,13 +110,17 @@ def _gradebook(out: Path, lab: str) -> dict[str, float]:
     return {"students": students, "scores": scores}
 
 
-def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path):
+def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path, capsys, monkeypatch):
     """Run 1 grades four students; run 2 sees bob withdrawn and carol's notebook broken.
 
     After run 2 neither keeps an old grade anywhere: not in grades.csv, the
     gradebook, feedback/ or nbgrader's submitted/ and autograded/ copies. dave's
     correct work with junk grade_ids on the grade cells scores what alice's does.
+    In run 2 the disk "fills" as report.html is written (after the check at the
+    start): the summary is still printed, and the command ends with one line.
     """
+    import errno
+
     from coursetools.grading import cli
     from fixtures.hostile import LAB
     from fixtures.notebooks import submission
@@ -136,7 +141,16 @@ def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path):
 
     shutil.rmtree(submitted / "bob")
     (submitted / "carol" / LAB / f"{LAB}.ipynb").write_text('{"cells": [', encoding="utf-8")
-    assert cli.main(args) == 0
+    def disk_full(*_args, **_kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(report, "write_html", disk_full)
+    capsys.readouterr()
+    assert cli.main(args) == 2
+    captured = capsys.readouterr()
+    assert "carol/" in captured.out and "malformed notebook JSON" in captured.out, captured.out
+    assert "Traceback" not in captured.err
+    assert "No space left on device" in captured.err.strip().splitlines()[-1], captured.err
     second = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv", newline="", encoding="utf-8"))}
     assert "bob" not in second and second["carol"]["status"] == "error", second
     book = _gradebook(out, LAB)
@@ -145,3 +159,4 @@ def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path):
         left = sorted(p.name for p in (out / folder).iterdir()) if (out / folder).is_dir() else []
         assert left == ["alice", "dave"], (folder, left)
     assert (out / "feedback" / "alice" / LAB / f"{LAB}.html").is_file()
+

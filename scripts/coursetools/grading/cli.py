@@ -213,10 +213,15 @@ def main(argv=None) -> int:
                          "max_score": sum(v["max_points"] for v in r["verdicts"]), "status": status,
                          "reason": reason})
     rows.sort(key=lambda r: (r["student"], r["lab"]))
-    report.write_csvs(out, rows, question_rows)
     summary = report.summarise(rows, question_rows)
-    report.write_html(out, rows, summary)
-    print(report.terminal(summary))
+    print(report.terminal(summary))  # first: if OUT fails now (a full disk), the grades were still shown
+    try:
+        report.write_csvs(out, rows, question_rows)
+        report.write_html(out, rows, summary)
+    except OSError as exc:
+        print(f"make grade: writing the results into OUT={args.out} failed ({exc.strerror or exc}); "
+              f"the summary above is what was graded", file=sys.stderr)
+        return 2
     total = time.perf_counter() - started
     print(f"\n{len(jobs)} notebook(s) in {total:.1f} s ({graded_seconds:.1f} s in sandboxes, "
           f"{len(jobs) / max(total, 1e-9) * 60:.1f} notebooks/min). Results in {out}")

@@ -358,7 +358,7 @@ def _read_notebook(path: Path) -> tuple[dict | None, str]:
         return None, f"nbformat {_short(nb.get('nbformat'))} notebook; save it with Jupyter 4 or newer (nbformat 4)"
     if not isinstance(nb.get("cells"), list):
         return None, "not a Jupyter notebook (no list of cells)"
-    try:  # a \\ud800 escape is valid JSON, but no UTF-8 writer downstream (nbformat, feedback) can write it
+    try:  # a \ud800 escape is valid JSON, but no UTF-8 writer downstream (nbformat, feedback) can write it
         json.dumps(nb, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as exc:
         return None, f"the notebook holds text that is not valid Unicode (a lone surrogate, position {exc.start})"
