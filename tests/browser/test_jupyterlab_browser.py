@@ -51,6 +51,9 @@ SOLUTION_LAB = "01_backprop"
 # A student's attempt at lab 02: every exercise solved, Adam without bias correction.
 ATTEMPT_LAB, ATTEMPT_MISTAKE = "02_optimizers", "adam-missing-bias-correction"
 ATTEMPT_NOTEBOOK = f"labs/{ATTEMPT_LAB}/attempt-adam.ipynb"
+# And at lab 01, exercise 1 differentiated at the activation: its dL/dw1 is 0.48 where autograd's is 0.
+ZERO_LAB, ZERO_MISTAKE = "01_backprop", "grad-wrt-activation-output"
+ZERO_NOTEBOOK = f"labs/{ZERO_LAB}/attempt-ex1.ipynb"
 LABS_PRESENT = [lab for lab in lab_ids() if lab_notebook(lab).is_file()]
 # The first line of a failed check's output, e.g. "✗ Check failed: scalar_chain is not implemented yet: ..."
 NOT_IMPLEMENTED = re.compile(r"\A\s*\u2717 Check failed: [\w.]+ is not implemented yet: replace `raise NotImplementedError\(\)`")
@@ -124,18 +127,21 @@ def lab_server(browser, tmp_path_factory):
     shutil.copytree(LABS, served / "labs", ignore=skip)
     shutil.copy(ROOT / "TROUBLESHOOTING.md", served / "TROUBLESHOOTING.md")
     shutil.copytree(SOLUTIONS / SOLUTION_LAB, served / "solutions" / SOLUTION_LAB, ignore=skip)
-    [mistake] = [m for m in MISTAKES[ATTEMPT_LAB] if m.misconception == ATTEMPT_MISTAKE and "adam" in m.cell]
-    # The solution notebook with the mistake applied (the solution cells are what a student writes).
-    attempt = nbformat.read(SOLUTIONS / ATTEMPT_LAB / f"{ATTEMPT_LAB}.ipynb", as_version=4)
-    sources = solution_sources(ATTEMPT_LAB, [mistake])
-    for cell in attempt.cells:
-        if nbgrader_meta(cell).get("solution"):
-            cell.source = sources[nbgrader_meta(cell)["grade_id"]]
-        elif nbgrader_meta(cell).get("grade"):  # as released: without the hidden tests
-            cell.source = re.sub(r"\n?### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", cell.source, flags=re.S)
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    nbformat.write(attempt, served / ATTEMPT_NOTEBOOK)
+    for lab, name, cell_part, notebook in [(ATTEMPT_LAB, ATTEMPT_MISTAKE, "adam", ATTEMPT_NOTEBOOK),
+                                           (ZERO_LAB, ZERO_MISTAKE, "ex1_", ZERO_NOTEBOOK)]:
+        [mistake] = [m for m in MISTAKES[lab] if m.misconception == name and cell_part in m.cell]
+        # The solution notebook with the mistake applied (the solution cells are what a student writes).
+        attempt = nbformat.read(SOLUTIONS / lab / f"{lab}.ipynb", as_version=4)
+        sources = solution_sources(lab, [mistake])
+        for cell in attempt.cells:
+            if nbgrader_meta(cell).get("solution"):
+                cell.source = sources[nbgrader_meta(cell)["grade_id"]]
+            elif nbgrader_meta(cell).get("grade"):  # as released: without the hidden tests
+                cell.source = re.sub(r"\n?### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", "", cell.source,
+                                     flags=re.S)
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        nbformat.write(attempt, served / notebook)
     # Empty settings and workspaces of this run only: what students see comes from `make lab` alone.
     before = {p: p.read_bytes() for p in LABS.rglob("*.ipynb")}
 
@@ -429,6 +435,28 @@ def test_a_mistake_names_its_misconception_links_to_troubleshooting_and_shows_in
         assert "not run yet" in report, report
         _scroll_to_top_of(_cell(page, last))
         _screenshot(page, f"progress-{ATTEMPT_LAB}-adam-mistake")
+    finally:
+        page.close()
+        lab_server.shut_down_kernels()
+
+
+def test_a_wrong_gradient_where_autograd_gives_zero_prints_no_meaningless_relative_error(browser, lab_server):
+    path = lab_server.root / ZERO_NOTEBOOK
+    n_cells = len(nbformat.read(path, as_version=4).cells)
+    first_check = _grade_cells(path)[0]
+    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    try:
+        _open(page, lab_server, ZERO_NOTEBOOK, n_cells)
+        _run_all(page)
+        cells = _wait_until_done(page, f"cells => cells[{first_check}].outputs.length > 0",
+                                 RUN_LAB_S, "lab 01 attempt: run all")
+        shown = _text(cells[first_check])
+        assert re.match(r"\s*\u2717 Check failed: dL/dW1 \(scalar_chain", shown), shown[:1500]
+        assert "max abs error: 0.48, max rel error: n/a (reference is 0)" in shown, shown[:1500]
+        assert f"[{ZERO_MISTAKE}]" in shown and not CHECKER_FRAMES.search(shown), shown[:1500]
+        _scroll_to_top_of(_cell(page, first_check))
+        assert _first_line_on_screen(page, _failure_output(page, first_check)), "the message is off screen"
+        _screenshot(page, f"lab-{ZERO_LAB}-ex1-mistake-message")
     finally:
         page.close()
         lab_server.shut_down_kernels()
