@@ -229,16 +229,41 @@ def _fill(template: str, values: dict[str, str]) -> str:
     return template
 
 
-def build(dest: Path, commit: bool = True, message: str = "Course release") -> Path:
+def _refuse_changed_notebooks(dest: Path, labs: list[str]) -> None:
+    """An update must not change a lab notebook students already have.
+
+    nbgitpuller merges an update into each student's copy with ``git merge -Xours``: a notebook the
+    student edited and the update changed too would get the update's non-conflicting JSON hunks
+    mixed into the student's work. So a released notebook stays as it was; a correction ships as a
+    new file (or in the checks, which students never edit).
+    """
+    if not (dest / ".git").is_dir():
+        return
+    changed = []
+    for lab in labs:
+        rel = f"labs/{lab}/{lab}.ipynb"
+        old = subprocess.run(["git", "show", f"HEAD:{rel}"], cwd=dest, capture_output=True)
+        if old.returncode == 0 and old.stdout != (LABS / lab / f"{lab}.ipynb").read_bytes():
+            changed.append(rel)
+    if changed:
+        raise SystemExit("this update would change notebooks students may have edited: " + ", ".join(changed)
+                         + ". Ship the correction as a new file, or pass --allow-notebook-changes "
+                           "(students who edited them keep their version; see INSTRUCTORS.md).")
+
+
+def build(dest: Path, commit: bool = True, message: str = "Course release",
+          allow_notebook_changes: bool = False) -> Path:
     """Write the student release into ``dest`` (created; an existing release checkout is updated)."""
     dest = Path(dest).resolve()
     if dest == ROOT or (ROOT in dest.parents and dest.relative_to(ROOT).parts[0] not in ("release", "build")):
         raise SystemExit(f"refusing to write the release into the course repository itself: {dest}")
     dest.mkdir(parents=True, exist_ok=True)
+    labs = released_labs()
+    if not allow_notebook_changes:
+        _refuse_changed_notebooks(dest, labs)
     for child in dest.iterdir():  # an update replaces everything the release owns; .git stays
         if child.name != ".git":
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    labs = released_labs()
     handed = handed_out_by_lab()
 
     # Notebooks and documents.
@@ -316,8 +341,11 @@ def main(argv=None) -> int:
     parser.add_argument("dest", type=Path, help="folder of the release (a new one, or a release checkout to update)")
     parser.add_argument("--message", default="Course release", help="commit message of this release")
     parser.add_argument("--no-commit", action="store_true", help="write the files only")
+    parser.add_argument("--allow-notebook-changes", action="store_true",
+                        help="update a lab notebook that an earlier release already shipped")
     args = parser.parse_args(argv)
-    dest = build(args.dest, commit=not args.no_commit, message=args.message)
+    dest = build(args.dest, commit=not args.no_commit, message=args.message,
+                 allow_notebook_changes=args.allow_notebook_changes)
     files = [p for p in dest.rglob("*") if p.is_file() and ".git" not in p.relative_to(dest).parts]
     size = sum(p.stat().st_size for p in files)
     print(f"release written to {dest}: {len(files)} files, {size / 1e6:.1f} MB")

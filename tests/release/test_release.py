@@ -142,8 +142,8 @@ def _python_sources(release: Path):
                 yield f"{rel} block {i}", block
 
 
-def test_no_solution_code_in_any_released_file(release, labs):
-    public = _public_code(release)
+def _answers(labs: list[str], public: set[str]) -> dict[str, str]:
+    """Fingerprint -> "lab exercise" for every solution block's code that students are not shown."""
     answers: dict[str, str] = {}
     for lab in labs:
         for cell in nbformat.read(solution_notebook(lab), as_version=4).cells:
@@ -152,6 +152,19 @@ def test_no_solution_code_in_any_released_file(release, labs):
                 assert tree is not None, f"{lab}: a solution block does not parse"
                 for fingerprint in _fingerprints(tree, public) - public:
                     answers.setdefault(fingerprint, f"{lab} {_meta(cell).get('grade_id')}")
+    return answers
+
+
+def test_the_answer_scan_finds_the_answer_key_in_the_instructors_modules(release, labs):
+    """The scan below is able to fail: over this repository's own checker it finds lab 01's chain rule."""
+    answers = _answers(labs, _public_code(release))
+    source = (ROOT / "scripts" / "checker" / "lab01.py").read_text(encoding="utf-8")
+    found = {answers[f] for f in _fingerprints(ast.parse(source), set()) & answers.keys()}
+    assert "01_backprop ex1_scalar_chain" in found, found
+
+
+def test_no_solution_code_in_any_released_file(release, labs):
+    answers = _answers(labs, _public_code(release))
     assert len(answers) > 50, "the fingerprinting found too little solution code to be a test"
     leaks = []
     for label, source in _python_sources(release):
@@ -413,3 +426,14 @@ def test_a_course_update_keeps_a_students_edited_lab(release, tmp_path):
     assert lab.read_bytes() == edited, "the update overwrote the student's edits"
     assert (student / "labs" / "99_update" / "notes.md").exists()
     assert (student / "README.md").read_text().endswith("Updated.\n")
+
+
+def test_an_update_that_would_change_a_released_notebook_is_refused(release, tmp_path):
+    checkout = tmp_path / "checkout"
+    subprocess.run(["git", "clone", "-q", str(release), str(checkout)], check=True)
+    lab = checkout / "labs" / "01_backprop" / "01_backprop.ipynb"
+    lab.write_bytes(lab.read_bytes().replace(b"YOUR CODE HERE", b"YOUR  CODE HERE", 1))
+    _git(checkout, "commit", "-q", "-am", "an earlier release shipped another version")
+    with pytest.raises(SystemExit, match="would change notebooks students may have edited: labs/01_backprop"):
+        release_tool.build(checkout, commit=False)
+    assert lab.exists(), "the refused update deleted files"
