@@ -187,6 +187,9 @@ def test_no_file_was_read_or_written_outside_the_sandbox(graded):
     feedback = (graded["out"] / "feedback" / "write-course-files" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
     assert f"WROTE {ROOT}" not in feedback and f"WROTE {graded['submitted']}" not in feedback
     assert "# tampered" not in (graded["out"] / "grades.csv").read_text(encoding="utf-8")
+    assert not (graded["out"] / "tampered-by-config").exists(), "code planted in OUT's nbgrader config ran"
+    escape = (graded["out"] / "feedback" / "escape-to-root" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert "ESCAPED" not in escape
 
 
 def test_feedback_shows_failure_messages_but_never_hidden_test_code(graded):

@@ -95,3 +95,22 @@ def test_no_capability_survives_and_root_is_dropped_by_the_sandbox_itself():
     if os.geteuid() == 0:
         assert status["Uid"].split()[:3] == ["2100000077"] * 3, "a real unprivileged user, not root"
     assert harden  # imported here too: the function the sandbox runs first
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to another user needs root; this run is unprivileged "
+                                              "and takes that path in every other test")
+def test_an_instructor_who_is_not_root_gets_the_same_namespaces(tmp_path):
+    """The path a grader without root takes: bubblewrap inside a user namespace of its own (plain /bin/sh,
+    since this machine's Python lives in a folder only root may enter)."""
+    from dataclasses import replace
+
+    unprivileged = replace(ISOLATION, binds=[], drop_uid=False, user_namespace=True)
+    script = ("id -u; grep CapEff /proc/self/status; cat /proc/[0-9]*/cmdline | grep -a -c 'pyt[e]st'; "
+              f"test -e {ROOT}/solutions && echo visible || echo absent; touch /usr/x 2>/dev/null || echo ro")
+    run = subprocess.run(unprivileged.command(["/bin/sh", "-c", script]), capture_output=True, text=True,
+                         timeout=60, user=65534, group=65534, extra_groups=[], cwd="/")
+    assert run.returncode == 0, run.stderr
+    uid, caps, processes, solutions, readonly = run.stdout.split("\n")[:5]
+    assert uid == "65534" and caps.split()[1] == "0000000000000000"
+    assert processes == "0", "no process of the grader's is visible"
+    assert solutions == "absent" and readonly == "ro"

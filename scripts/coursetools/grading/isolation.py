@@ -80,11 +80,15 @@ class Isolation:
         Host folders bound read-only at the same path: the Python installation and scripts/.
     drop_uid : bool
         The grader is root: each sandbox switches to an unprivileged user of its own.
+    user_namespace : bool
+        The grader is not root: bubblewrap makes a user namespace (mapping only that user) to
+        build the others in.
     """
 
     bwrap: str | None = None
     binds: list = field(default_factory=list)
     drop_uid: bool = False
+    user_namespace: bool = False
 
     @property
     def sandbox_dir(self) -> str | None:
@@ -96,11 +100,11 @@ class Isolation:
             return list(argv)
         cmd = [self.bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
                "--unshare-cgroup-try", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
-        if os.geteuid() == 0:
-            # No user namespace: the sandbox drops to a real unprivileged uid itself, first thing.
-            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
-        else:
+        if self.user_namespace:
             cmd += ["--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+        else:
+            # Root needs no user namespace: the sandbox drops to a real unprivileged uid itself, first thing.
+            cmd += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
         for top in SYSTEM_DIRS:
             if os.path.islink(top):
                 cmd += ["--symlink", os.readlink(top), top]
@@ -139,7 +143,8 @@ def machine_isolation(probe: bool = True) -> Isolation:
     bwrap = bwrap_binary()
     if bwrap is None or sys.platform != "linux":
         return Isolation()
-    candidate = Isolation(bwrap, course_binds(), drop_uid=os.geteuid() == 0)
+    root = os.geteuid() == 0
+    candidate = Isolation(bwrap, course_binds(), drop_uid=root, user_namespace=not root)
     if probe and not namespaces_work(candidate):
         return Isolation()
     return candidate

@@ -302,14 +302,17 @@ def main() -> None:
 
     # A first Landlock layer before any library starts a thread (a ruleset binds the threads made
     # after it): reads only of Python, the system and the course's scripts/, writes only here.
-    early = landlock.restrict(init["read_roots"] + [init["scripts_dir"], "/proc/self", "/dev/urandom"],
-                              [sandbox_dir], ["/dev/null"])
+    system_files = ["/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/dev/urandom"]  # torch's cpuinfo reads them
+    early = landlock.restrict(init["read_roots"] + [init["scripts_dir"]] + system_files, [sandbox_dir], ["/dev/null"])
     # Import what every lab uses before the guard, so the guard only has to allow reads.
     import numpy  # noqa: F401
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot  # noqa: F401
     import math_utils  # noqa: F401
+    # asyncio rewrites code objects when it is imported (types.coroutine), which the guard refuses
+    # later; scikit-learn and others import it, so a student's own `from sklearn... import` works.
+    import asyncio  # noqa: F401
     for name in init.get("preload", []):
         try:
             __import__(name)
@@ -327,7 +330,7 @@ def main() -> None:
     runner_hints = course_view.seal(init.get("handed_out", {}), init["scripts_dir"])
     linecache.clearcache()
     # The second Landlock layer drops scripts/: the sealed modules' source stays out of reach.
-    late = landlock.restrict(init["read_roots"] + ["/proc/self", "/dev/urandom"], [sandbox_dir], ["/dev/null"])
+    late = landlock.restrict(init["read_roots"] + system_files, [sandbox_dir], ["/dev/null"])
     kernel_filter = seccomp.install()
     layers = dict(layers_seen(sandbox_dir), **applied)
     guard.disarm_ctypes()
