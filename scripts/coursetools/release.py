@@ -44,8 +44,12 @@ TEMPLATES = Path(__file__).resolve().parent / "student_release"
 COMPILED_TOP = ("landscape", "nets")
 #: Release-only module: the torch-free numpy references the checks use (the instructor's math_utils).
 CHECKER_REFERENCE = "checker._reference"
-#: math_utils helpers that some lab hands out but some exercise asks for: torch-backed in the release.
-OVERRIDDEN = ("sigmoid", "log_sum_exp", "mse_loss", "cross_entropy", "cross_entropy_grad")
+#: math_utils helpers that some lab hands out but some exercise asks for: torch-backed in the release
+#: (every public function of student_release/math_utils_overrides.py; tests/release finds which
+#: helpers answer an exercise by running them against the solutions, and fails if one is missing here).
+OVERRIDDEN = tuple(node.name for node in ast.parse(
+    (TEMPLATES / "math_utils_overrides.py").read_text(encoding="utf-8")).body
+    if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"))
 #: Python versions the release is compiled for, when their interpreter is on this machine.
 PYTHONS = ("3.11", "3.12", "3.13", "3.14")
 CPU_INDEX = "https://download.pytorch.org/whl/cpu"
@@ -307,7 +311,8 @@ def build(dest: Path, commit: bool = True, message: str = "Course release",
               "PY_TUPLE_LO": f"(3, {lo.split('.')[1]})", "PY_TUPLE_HI": f"(3, {hi.split('.')[1]})",
               "MODULES": ", ".join(f'"{m}"' for m in ("math_utils", "course_access", *COMPILED_TOP)),
               "LAB_TABLE": _lab_table(labs), "CPU_INDEX": CPU_INDEX,
-              "WITHHELD": ", ".join(f"`{n}`" for n in withheld)}
+              "WITHHELD": ", ".join(f"`{n}`" for n in withheld),
+              "OVERRIDDEN": ", ".join(f"`{n}`" for n in OVERRIDDEN if f"def {n}(" in math_src)}
     for template in sorted(TEMPLATES.rglob("*")):
         rel = template.relative_to(TEMPLATES)
         if template.is_dir() or template.suffix == ".py" or "__pycache__" in rel.parts:
