@@ -473,8 +473,39 @@ CATALOGUE: list[Misconception] = [
         "dL/dx missing the adapter path (only dL_dy @ W)",
         "x reaches y through W and through A, B: dL/dx = dL_dy @ W + scale * dL_dy @ B @ A.",
         variant("lora-dx-missing-adapter"), ("04_svd_lora",)),
+    Misconception(
+        "norm-not-rooted",
+        "a squared norm where the norm belongs (the square root is missing)",
+        "A Frobenius (or 2-) norm is the square ROOT of the sum of squares: np.sqrt(np.sum(a**2)), "
+        "np.linalg.norm(a) or tensor.norm(), never the sum of squares itself.",
+        variant("norm-not-rooted"), ("04_svd_lora", "06_training_dynamics")),
+    Misconception(
+        "comparison-at-tie",
+        "the wrong side of a tie: a value exactly at the threshold counted the other way (< for <=, > for >=)",
+        "Read the rule's inequality literally: a rank reaches the target when energy >= target; an epoch "
+        "improves only when loss < best - min_delta, so an equal loss is no improvement.",
+        variant("comparison-at-tie"), ("04_svd_lora", "06_training_dynamics")),
     # -- end of lab 04 entries --
     # -- lab 05 entries (variants and lab-specific detectors) ---------------
+    Misconception(
+        "max-shift-not-per-row",
+        "one max over the whole array subtracted before exp, instead of one max per row (per slice)",
+        "Shift each slice by its own max: z - np.max(z, axis=-1, keepdims=True). A single global max "
+        "underflows every row far below it to exp(...) = 0, then 0 / 0 or log(0).",
+        # Before log-of-zero: the global shift also makes numpy warn about log(0).
+        variant_with_nonfinite("max-shift-not-per-row"), ("05_probability",)),
+    Misconception(
+        "log-base-two",
+        "log base 2 (bits) where the natural log (nats) is asked for",
+        "Use np.log (natural log): the result is in nats; np.log2 gives bits, 1 / ln 2 = 1.4427 times larger.",
+        variant("log-base-two"), ("05_probability",)),
+    Misconception(
+        "std-used-as-variance",
+        "a standard deviation used where the variance belongs, or the reverse",
+        "Variance = sigma**2. A Gaussian's formulas use sigma**2 in (x - mu)**2 / (2 sigma**2) and the "
+        "variance ratio (sigma_p / sigma_q)**2; the MLE of the variance is np.mean((x - mu)**2), not np.std(x); "
+        "an argument named var is already squared.",
+        variant("std-used-as-variance"), ("05_probability",)),
     Misconception(
         "negative-cross-entropy",
         "cross-entropy without its leading minus sign (the loss comes out negative)",
@@ -498,38 +529,7 @@ CATALOGUE: list[Misconception] = [
         "gets eps / C, and each row still sums to 1.",
         variant("label-smoothing-mass"), ("05_probability",)),
     Misconception(
-        "norm-not-rooted",
-        "a squared norm where the norm belongs (the square root is missing)",
-        "A Frobenius (or 2-) norm is the square ROOT of the sum of squares: np.sqrt(np.sum(a**2)), "
-        "np.linalg.norm(a) or tensor.norm(), never the sum of squares itself.",
-        variant("norm-not-rooted"), ("04_svd_lora", "06_training_dynamics")),
-    Misconception(
-        "comparison-at-tie",
-        "the wrong side of a tie: a value exactly at the threshold counted the other way (< for <=, > for >=)",
-        "Read the rule's inequality literally: a rank reaches the target when energy >= target; an epoch "
-        "improves only when loss < best - min_delta, so an equal loss is no improvement.",
-        variant("comparison-at-tie"), ("04_svd_lora", "06_training_dynamics")),
-    Misconception(
         "mle-unbiased-variance",
-    Misconception(
-        "max-shift-not-per-row",
-        "one max over the whole array subtracted before exp, instead of one max per row (per slice)",
-        "Shift each slice by its own max: z - np.max(z, axis=-1, keepdims=True). A single global max "
-        "underflows every row far below it to exp(...) = 0, then 0 / 0 or log(0).",
-        # Before log-of-zero: the global shift also makes numpy warn about log(0).
-        variant_with_nonfinite("max-shift-not-per-row"), ("05_probability",)),
-    Misconception(
-        "log-base-two",
-        "log base 2 (bits) where the natural log (nats) is asked for",
-        "Use np.log (natural log): the result is in nats; np.log2 gives bits, 1 / ln 2 = 1.4427 times larger.",
-        variant("log-base-two"), ("05_probability",)),
-    Misconception(
-        "std-used-as-variance",
-        "a standard deviation used where the variance belongs, or the reverse",
-        "Variance = sigma**2. A Gaussian's formulas use sigma**2 in (x - mu)**2 / (2 sigma**2) and the "
-        "variance ratio (sigma_p / sigma_q)**2; the MLE of the variance is np.mean((x - mu)**2), not np.std(x); "
-        "an argument named var is already squared.",
-        variant("std-used-as-variance"), ("05_probability",)),
         "Gaussian maximum-likelihood variance divided by N - 1",
         "The MLE of the variance divides by N: np.mean((x - mu_hat)**2), or np.var(x) with its default ddof=0.",
         variant("mle-unbiased-variance"), ("05_probability",)),
@@ -542,7 +542,7 @@ CATALOGUE: list[Misconception] = [
         # or when the values are what log(p + eps) gives (the epsilon silences the warning).
         _any_of(variant("log-of-zero"), lambda ev: None if any("overflow" in w for w in ev.warnings) else next(
             (f"numpy warned '{w}' while your code ran" for w in ev.warnings
-             if "divide by zero encountered in log" in w), None),
+             if "divide by zero encountered in log" in w), None)),
         ("05_probability",)),
     # -- end of lab 05 entries --
     # -- lab 06 entries (variants and lab-specific detectors) ---------------
@@ -593,6 +593,24 @@ CATALOGUE: list[Misconception] = [
         "Re-read the reproduction's log: how the loss moves, what the gradient norms show, and how the "
         "validation loss moves against the training loss; keep the option that predicts all of it.",
         variant("wrong-diagnosis"), ("06_training_dynamics",)),
+    Misconception(
+        "xavier-variance-wrong",
+        "Xavier initialisation with the wrong variance (one fan only, 2 / n_in or 2 / n_out, or 1 / (n_in + n_out))",
+        "Xavier (Glorot) normal draws with variance 2 / (n_in + n_out), both fans: standard deviation "
+        "np.sqrt(2 / (n_in + n_out)). He's 2 / n_in is for ReLU layers.",
+        variant("xavier-variance-wrong"), ("06_training_dynamics",)),
+    Misconception(
+        "accumulation-zeroed-per-micro-batch",
+        "gradients zeroed before every micro-batch, so only the last micro-batch's gradient is left",
+        "Zero the gradients once per optimizer step, before the first micro-batch; inside the loop only "
+        "call (loss / k).backward(), which adds into .grad.",
+        variant("accumulation-zeroed-per-micro-batch"), ("06_training_dynamics",)),
+    Misconception(
+        "early-stopping-wait-not-reset",
+        "the patience counter is not reset to 0 when the loss improves",
+        "Count epochs without improvement since the LAST improvement: set wait = 0 whenever a new best "
+        "is recorded, and add 1 otherwise.",
+        variant("early-stopping-wait-not-reset"), ("06_training_dynamics",)),
     # -- end of lab 06 entries --
     # -- lab 07 entries (variants and lab-specific detectors) ---------------
     Misconception(
@@ -723,24 +741,6 @@ CATALOGUE: list[Misconception] = [
         "gradient transposed (matrix product in the wrong order)",
         "A gradient has the shape of what it differentiates: for Y = X @ W, "
         "dL/dW = X.T @ dL/dY and dL/dX = dL/dY @ W.T.",
-    Misconception(
-        "xavier-variance-wrong",
-        "Xavier initialisation with the wrong variance (one fan only, 2 / n_in or 2 / n_out, or 1 / (n_in + n_out))",
-        "Xavier (Glorot) normal draws with variance 2 / (n_in + n_out), both fans: standard deviation "
-        "np.sqrt(2 / (n_in + n_out)). He's 2 / n_in is for ReLU layers.",
-        variant("xavier-variance-wrong"), ("06_training_dynamics",)),
-    Misconception(
-        "accumulation-zeroed-per-micro-batch",
-        "gradients zeroed before every micro-batch, so only the last micro-batch's gradient is left",
-        "Zero the gradients once per optimizer step, before the first micro-batch; inside the loop only "
-        "call (loss / k).backward(), which adds into .grad.",
-        variant("accumulation-zeroed-per-micro-batch"), ("06_training_dynamics",)),
-    Misconception(
-        "early-stopping-wait-not-reset",
-        "the patience counter is not reset to 0 when the loss improves",
-        "Count epochs without improvement since the LAST improvement: set wait = 0 whenever a new best "
-        "is recorded, and add 1 otherwise.",
-        variant("early-stopping-wait-not-reset"), ("06_training_dynamics",)),
         _transposed, ("01_backprop",)),
     Misconception(
         "bias-gradient-not-summed",
