@@ -8,6 +8,16 @@ held-out mistake whose expected name is ``None`` only when the check names
 nothing; naming anything there counts as named wrong.
 
 Usage: .venv/bin/python benchmarks/diagnosis_0406.py [-v]   (-v lists each case)
+
+Measured (rejected / named right / named wrong / unnamed):
+
+    set       lab                   total   before (detectors unchanged)   after (issue 17)
+    held-out  04_svd_lora              12   11 /  6 / 1 /  4               12 / 12 / 0 / 0
+    held-out  05_probability           14   14 /  3 / 1 / 10               14 / 14 / 0 / 0
+    held-out  06_training_dynamics     13   12 /  3 / 0 /  9               13 / 13 / 0 / 0
+    fixtures  04 / 05 / 06        18/18/15   all rejected and named right   22/24/21, all right
+
+(two held-out mistakes of lab 06 have no catalogue name; "right" counts them when left unnamed)
 """
 
 from __future__ import annotations
