@@ -299,6 +299,12 @@ CATALOGUE: list[Misconception] = [
         "one-sided (forward) difference instead of a central difference",
         "Use (f(x + eps) - f(x - eps)) / (2 * eps): its error is O(eps**2), not O(eps).",
         variant("forward-difference"), ("01_backprop",)),
+    Misconception(
+        "dict-key-order",
+        "two dicts paired by position (zip of their values) instead of by key",
+        "Look every array up by its name: {name: params[name] - lr * grads[name] for name in params}; "
+        "two dicts with the same keys need not list them in the same order.",
+        variant("dict-key-order"), ("01_backprop",)),
     # -- lab 02 entries (variants and lab-specific detectors) ---------------
     Misconception(
         "adam-t-starts-at-zero",
@@ -382,6 +388,24 @@ CATALOGUE: list[Misconception] = [
         "clipping scale max_norm / total_norm without PyTorch's + 1e-6",
         "Scale by min(1, max_norm / (total_norm + 1e-6)), as torch.nn.utils.clip_grad_norm_ does.",
         variant("clip-norm-missing-epsilon"), ("02_optimizers",)),
+    Misconception(
+        "optimizer-state-reset",
+        "the optimizer's state (velocity, running averages) starts again from zero at every step",
+        "Create the buffers once, in __init__, and update them in place in step() (v *= mu; v += g), "
+        "or store the new array back (self.velocity[i] = mu * v + g); never re-create them in step().",
+        variant("optimizer-state-reset"), ("02_optimizers",)),
+    Misconception(
+        "momentum-lr-folded",
+        "the learning rate folded into the velocity (v = mu * v + lr * g; p -= v)",
+        "Keep lr out of the buffer, as torch does: v = mu * v + g, then p -= lr * v. The folded form "
+        "agrees only while lr never changes; after a scheduler changes it, the old rate stays inside v.",
+        variant("momentum-lr-folded"), ("02_optimizers",)),
+    Misconception(
+        "hyperparameter-cached",
+        "a hyper-parameter (or a value computed from it) read once in __init__, so changing it later has no effect",
+        "Read self.lr (and every hyper-parameter) inside step(), each time it runs: a scheduler changes "
+        "opt.lr between steps, and a factor like 1 - lr * weight_decay must use the current rate.",
+        variant("hyperparameter-cached"), ("02_optimizers",)),
     # -- end of lab 02 entries --
     # -- lab 03 entries (variants and lab-specific detectors) ---------------
     Misconception(
@@ -421,9 +445,16 @@ CATALOGUE: list[Misconception] = [
                         and ev.received.shape == ev.expected.shape
                         and (not np.all(np.isfinite(ev.received))
                              or np.any(np.abs(ev.received) > 1e3 * np.abs(ev.expected))
-                             or np.any(np.abs(ev.received) < 1e-3 * np.abs(ev.expected)))
+                             # (an exact 0 is a loop that never ran, not an iterate that shrank)
+                             or np.any((np.abs(ev.received) < 1e-3 * np.abs(ev.expected)) & (ev.received != 0)))
                         else None)),
         ("03_loss_landscapes",)),
+    Misconception(
+        "power-iteration-norm-not-rayleigh",
+        "power iteration read out as ||Hv|| instead of the Rayleigh quotient v . Hv",
+        "Return v . Hv for the unit iterate v (before replacing v by Hv / ||Hv||): ||Hv|| is |lambda| only "
+        "once v has converged, and loses the sign of a negative eigenvalue.",
+        variant("power-iteration-norm-not-rayleigh"), ("03_loss_landscapes",)),
     Misconception(
         "pca-path-wrong-origin",
         "path projected about the wrong origin (the PCA mean, or zero) instead of the final weights",

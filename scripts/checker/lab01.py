@@ -20,6 +20,7 @@ from math_utils import log_softmax, one_hot, sigmoid, softmax
 from .compare import CheckFailure, Tolerance
 from .exercise import ExerciseCheck
 from .student import call_student, unpack
+from .variants import exclusive
 
 DT = torch.float64
 PARAM_NAMES = ("W1", "b1", "W2", "b2", "W3", "b3")
@@ -44,6 +45,8 @@ def _grad_of(fn_torch, z: np.ndarray) -> np.ndarray:
 DYING_CASE = dict(x=2.0, w1=0.5, w2=-0.3, w3=0.8, target=1.0)
 #: The same network with W2 > 0: the gradient flows (dL/dW2 = -0.608).
 FLOWING_CASE = dict(x=2.0, w1=0.5, w2=0.3, w3=0.8, target=1.0)
+#: W2 = 0 exactly: the second ReLU sits at its kink (z2 = 0), where PyTorch's derivative is 0.
+KINK_CASE = dict(x=2.0, w1=0.5, w2=0.0, w3=0.8, target=1.0)
 
 
 def _chain_numpy(x, w1, w2, w3, target, gate1, gate2):
@@ -86,7 +89,7 @@ def check_scalar_chain(scalar_chain, seed=None, n_random=0):
     """
     check = ExerciseCheck("scalar_chain")
     # The flowing case first: there a wrong-side gate and an ignored gate differ.
-    cases = [FLOWING_CASE, DYING_CASE]
+    cases = [FLOWING_CASE, DYING_CASE, KINK_CASE]
     if seed is not None:
         rng = np.random.default_rng(seed)
         for _ in range(n_random):
@@ -95,17 +98,24 @@ def check_scalar_chain(scalar_chain, seed=None, n_random=0):
     wrong_gates = {
         "grad-wrt-activation-output": lambda z: 1.0,
         "relu-derivative-wrong-side": lambda z: float(z < 0),
+        "relu-derivative-at-zero": lambda z: float(z >= 0),
     }
     names = ("loss", "dL/dW1", "dL/dW2", "dL/dW3")
+    ruled_out: set = set()
     for case in cases:
         call = call_student(scalar_chain, "scalar_chain", **case)
         got = unpack(call.result, "scalar_chain", ("loss", "dL_dw1", "dL_dw2", "dL_dw3"))
         expected = _chain_torch(**case)
         wrong = {k: _per_layer(g, lambda g1, g2: _chain_numpy(**case, gate1=g1, gate2=g2))
                  for k, g in wrong_gates.items()}
+        # A mistake that changes the result of a case already passed is not the student's: leave it out.
+        # (In the dying case an ignored gate and a wrong-side gate agree; the flowing case, first, tells them apart.)
+        live = {k: [v for j, v in enumerate(vs) if (k, j) not in ruled_out] for k, vs in wrong.items()}
         for i, name in enumerate(names):
             check.compare(name, got[i], expected[i], call, case=f"case w2={case['w2']:.3g}",
-                          variants={k: [v[i] for v in vs] for k, vs in wrong.items()})
+                          variants=exclusive({k: [v[i] for v in vs] for k, vs in live.items()}, expected[i]))
+        ruled_out |= {(k, j) for k, vs in wrong.items() for j, v in enumerate(vs)
+                      if not np.allclose(v, expected, rtol=1e-9, atol=1e-12)}
         check.cases += 1
     return check.passed()
 
@@ -150,8 +160,9 @@ def check_activation_grads(sigmoid_grad, tanh_grad, relu_grad, leaky_relu_grad, 
     ]
     for name, fn, extra, torch_fn, variants in specs:
         call = call_student(fn, name, z=z, **extra)
-        check.compare(f"d {name.replace('_grad', '')}/dz", call.result, _grad_of(torch_fn, z), call,
-                      variants=variants)
+        expected = _grad_of(torch_fn, z)
+        check.compare(f"d {name.replace('_grad', '')}/dz", call.result, expected, call,
+                      variants=exclusive(variants, expected))
     check.cases = 1
     return check.passed()
 
@@ -167,11 +178,14 @@ def _linear_inputs(seed, n, n_in, n_out):
             rng.normal(size=n_out), rng.normal(size=(n, n_out)))
 
 
-def check_linear_layer(linear_forward, linear_backward, seed=0, shapes=((5, 3, 2),)):
+def check_linear_layer(linear_forward, linear_backward, seed=0, shapes=((5, 3, 7),)):
     """Check ``linear_forward(X, W, b)`` and ``linear_backward(dL_dY, X, W)``.
 
     ``shapes`` lists (n_samples, n_in, n_out) triples. The upstream gradient
-    dL/dY is random, so every entry of every gradient is exercised.
+    dL/dY is random, so every entry of every gradient is exercised. N, n_in and
+    n_out differ from each other and from 2 and no two are in a ratio of 2, so a
+    division by one of them is never mistaken for another or for a factor of two.
+    A square W (n_in == n_out) lets a missing transpose run without a shape error.
     """
     check = ExerciseCheck("linear layer")
     for k, (n, n_in, n_out) in enumerate(shapes):
@@ -186,10 +200,12 @@ def check_linear_layer(linear_forward, linear_backward, seed=0, shapes=((5, 3, 2
 
         call = call_student(linear_backward, "linear_backward", dL_dY=dL_dY, X=X, W=W)
         dL_dX, dL_dW, dL_db = unpack(call.result, "linear_backward", ("dL_dX", "dL_dW", "dL_db"))
-        check.compare("dL/dX", dL_dX, Xt.grad.numpy(), call, case=where, mean_count=n)
+        square = {"transposed-gradient": dL_dY @ W} if n_in == n_out else {}
+        check.compare("dL/dX", dL_dX, Xt.grad.numpy(), call, case=where, mean_count=n,
+                      variants=exclusive(square, Xt.grad.numpy()))
         check.compare("dL/dW", dL_dW, Wt.grad.numpy(), call, case=where, mean_count=n)
         check.compare("dL/db", dL_db, bt.grad.numpy(), call, case=where, mean_count=n,
-                      variants={"wrong-axis-reduction": dL_dY.sum(axis=1)})
+                      variants=exclusive({"wrong-axis-reduction": dL_dY.sum(axis=1)}, bt.grad.numpy()))
         check.cases += 1
     return check.passed()
 
@@ -212,8 +228,11 @@ def check_mse(mse_loss_and_grad, seed=0, shapes=((6, 1),)):
         got_loss, got_grad = unpack(call.result, "mse_loss_and_grad", ("loss", "dL_dy_pred"))
         count = y_pred.size
         check.compare("loss", got_loss, loss.item(), call, mean_count=count, reference="torch mse_loss")
+        # The wrong counts: rows instead of elements, outputs per row instead of elements.
         check.compare("dL/dy_pred", got_grad, yt.grad.numpy(), call, mean_count=count,
-                      variants={"batch-size-scaling": 2 * (y_pred - y_true) / shape[0]})
+                      variants=exclusive({"batch-size-scaling": [2 * (y_pred - y_true) / shape[0],
+                                                                 2 * (y_pred - y_true) / shape[-1]]},
+                                         yt.grad.numpy()))
         check.cases += 1
     return check.passed()
 
@@ -232,6 +251,21 @@ def _ce_inputs(seed, n, n_classes, big_row):
         logits[0] = np.linspace(-1e3, 1e3, n_classes)
         labels[0] = n_classes - 1
     return logits, labels
+
+
+def _ce_global_shift(logits, labels):
+    """Loss and gradient when the logits are shifted by their global max instead of each row's.
+
+    Mathematically the same; numerically, every row far below the global max underflows:
+    exp(...) = 0, log(0) = -inf, so the loss is inf (the variant keeps those non-finite values).
+    """
+    n = logits.shape[0]
+    with np.errstate(all="ignore"):
+        shifted = logits - logits.max()
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        loss = -np.mean(log_probs[np.arange(n), labels])
+        grad = (np.exp(log_probs) - one_hot(labels, logits.shape[1])) / n
+    return loss, grad
 
 
 def _ce_wrong_axis(logits, labels):
@@ -255,10 +289,17 @@ def check_softmax_cross_entropy(softmax_cross_entropy, seed=0, shapes=((4, 3),),
         call = call_student(softmax_cross_entropy, "softmax_cross_entropy", logits=logits, labels=labels)
         got_loss, got_grad = unpack(call.result, "softmax_cross_entropy", ("loss", "dL_dlogits"))
         wrong_loss, wrong_grad = _ce_wrong_axis(logits, labels)
-        check.compare("loss", got_loss, loss.item(), call, mean_count=n,
-                      variants={"softmax-wrong-axis": wrong_loss}, reference="torch cross_entropy")
-        check.compare("dL/dlogits", got_grad, lt.grad.numpy(), call, mean_count=n,
-                      variants={"softmax-wrong-axis": wrong_grad})
+        global_loss, global_grad = _ce_global_shift(logits, labels)
+        right_grad = lt.grad.numpy()
+        # The non-finite global-shift variant is never close to anything, so exclusive() keeps it apart.
+        check.compare("loss", got_loss, loss.item(), call, mean_count=n, reference="torch cross_entropy",
+                      variants={**(exclusive({"softmax-wrong-axis": wrong_loss}, loss.item()) or {}),
+                                "max-shift-not-per-row": global_loss})
+        check.compare("dL/dlogits", got_grad, right_grad, call, mean_count=n,
+                      variants={**(exclusive({"softmax-wrong-axis": wrong_grad,
+                                              # divided by the number of classes instead of the batch size
+                                              "batch-size-scaling": right_grad * n / c}, right_grad) or {}),
+                                "max-shift-not-per-row": global_grad})
         check.cases += 1
     return check.passed()
 
@@ -301,14 +342,19 @@ def _relu_mask(z):
     return (z > 0) * 1.0
 
 
-def check_mlp(mlp_forward, mlp_backward, seed=0, sizes=(2, 5, 4, 3), n_samples=6):
+def check_mlp(mlp_forward, mlp_backward, seed=0, sizes=(2, 5, 4, 3), n_samples=7):
     """Check ``mlp_forward(params, X) -> (logits, cache)`` and
     ``mlp_backward(params, cache, labels) -> grads`` parameter by parameter.
+
+    The first sample is all zeros and the first bias of layer 1 is 0, so Z1[0, 0] = 0
+    exactly: a ReLU derivative of 1 at the kink changes dL/db1.
     """
     check = ExerciseCheck("mlp")
     rng = np.random.default_rng(seed + 1000)
     params = make_mlp_params(seed, sizes)
+    params["b1"][0] = 0.0
     X = rng.normal(size=(n_samples, sizes[0]))
+    X[0] = 0.0
     labels = rng.integers(0, sizes[-1], size=n_samples)
 
     leaves = {k: _leaf(v) for k, v in params.items()}
@@ -332,12 +378,14 @@ def check_mlp(mlp_forward, mlp_backward, seed=0, sizes=(2, 5, 4, 3), n_samples=6
     wrong_gates = {
         "grad-wrt-activation-output": lambda z: 1.0,
         "relu-derivative-wrong-side": lambda z: (z <= 0) * 1.0,
+        "relu-derivative-at-zero": lambda z: (z >= 0) * 1.0,
     }
     backprop = lambda g1, g2: _mlp_numpy(params, X, labels, g1, g2)  # noqa: E731
     wrong = {k: _per_layer(g, backprop, _relu_mask) for k, g in wrong_gates.items()}
     for name in PARAM_NAMES:
-        check.compare(f"dL/d{name}", grads[name], leaves[name].grad.numpy(), call, mean_count=n_samples,
-                      variants={k: [v[name] for v in vs] for k, vs in wrong.items()})
+        expected = leaves[name].grad.numpy()
+        check.compare(f"dL/d{name}", grads[name], expected, call, mean_count=n_samples,
+                      variants=exclusive({k: [v[name] for v in vs] for k, vs in wrong.items()}, expected))
     check.cases = 1
     return check.passed()
 
@@ -365,14 +413,16 @@ def check_numerical_grad(numerical_grad, seed=0, shapes=((3, 4),), eps=1e-4):
         x = np.random.default_rng(seed + k).normal(size=shape)
         xt = _leaf(x)
         _wiggly_torch(xt).backward()
-        forward = np.zeros_like(x)
+        forward, backward = np.zeros_like(x), np.zeros_like(x)
         for i in np.ndindex(x.shape):
-            bumped = x.copy()
-            bumped[i] += eps
-            forward[i] = (_wiggly(bumped) - _wiggly(x)) / eps
+            up, down = x.copy(), x.copy()
+            up[i] += eps
+            down[i] -= eps
+            forward[i] = (_wiggly(up) - _wiggly(x)) / eps
+            backward[i] = (_wiggly(x) - _wiggly(down)) / eps
         call = call_student(numerical_grad, "numerical_grad", f=_wiggly, x=x, eps=eps)
         check.compare("df/dx", call.result, xt.grad.numpy(), call,
-                      variants={"forward-difference": forward})
+                      variants=exclusive({"forward-difference": [forward, backward]}, xt.grad.numpy()))
         check.cases += 1
     return check.passed()
 
@@ -382,11 +432,29 @@ def check_numerical_grad(numerical_grad, seed=0, shapes=((3, 4),), eps=1e-4):
 # ---------------------------------------------------------------------------
 
 
-def check_sgd_step(sgd_step, seed=0, sizes=(2, 5, 4, 3), lr=0.1):
-    """Check ``sgd_step(params, grads, lr) -> new_params`` against ``torch.optim.SGD``."""
+def _key_order_with_same_shapes_swapped(params) -> list:
+    """The parameter names with the first two same-shaped entries swapped (b1 and b2 when h1 == h2)."""
+    names = list(params)
+    for i, a in enumerate(names):
+        for j in range(i + 1, len(names)):
+            if params[a].shape == params[names[j]].shape:
+                names[i], names[j] = names[j], names[i]
+                return names
+    return names[::-1]
+
+
+def check_sgd_step(sgd_step, seed=0, sizes=(2, 4, 4, 3), lr=0.1):
+    """Check ``sgd_step(params, grads, lr) -> new_params`` against ``torch.optim.SGD``.
+
+    ``grads`` comes in another key order than ``params`` (b2 before b1: with h1 == h2 they have
+    the same shape), so pairing the two dicts by position instead of by name gives wrong values.
+    """
     check = ExerciseCheck("sgd_step", reference="torch.optim.SGD")
     params = make_mlp_params(seed, sizes)
-    grads = make_mlp_params(seed + 1, sizes)
+    grads_by_name = make_mlp_params(seed + 1, sizes)
+    grads = {k: grads_by_name[k] for k in _key_order_with_same_shapes_swapped(params)}
+    by_position = {name: params[name] - lr * g if params[name].shape == g.shape else None
+                   for name, g in zip(params, grads.values())}
     leaves = {k: _leaf(v) for k, v in params.items()}
     opt = torch.optim.SGD(list(leaves.values()), lr=lr)
     for k, leaf in leaves.items():
@@ -399,7 +467,9 @@ def check_sgd_step(sgd_step, seed=0, sizes=(2, 5, 4, 3), lr=0.1):
                            "wrong-return-type")
     for name in PARAM_NAMES:
         # Updating the dict's arrays in place is allowed here, so no mutation check.
-        check.compare(f"new {name}", new[name], leaves[name].detach().numpy(), call, mutated_inputs=(),
-                      variants={"sign-flipped": params[name] + lr * grads[name]})
+        expected = leaves[name].detach().numpy()
+        check.compare(f"new {name}", new[name], expected, call, mutated_inputs=(),
+                      variants=exclusive({"sign-flipped": params[name] + lr * grads[name],
+                                          "dict-key-order": by_position[name]}, expected))
     check.cases = 1
     return check.passed()

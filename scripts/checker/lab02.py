@@ -28,6 +28,7 @@ import torch
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
 from .student import Call, call_student, student_attr, unpack
+from .variants import exclusive
 
 #: Every exercise of this lab is numpy only; the grader blocks ``import torch`` in student code.
 NUMPY_ONLY = True
@@ -60,10 +61,16 @@ class _NumpyOptimizer:
 
     def __init__(self, kind, params, hyper, mistake=None):
         self.kind, self.hyper, self.mistake = kind, dict(hyper), mistake
+        self.initial_lr = hyper["lr"]
         self.params = [np.array(p, dtype=np.float64) for p in params]
         self.first = [np.zeros_like(p) for p in self.params]   # velocity, square average or m
         self.second = [np.zeros_like(p) for p in self.params]  # v (Adam)
         self.t = 0
+
+    def set_lr(self, lr):
+        """A new learning rate between steps; the hyperparameter-cached mistake keeps the first one."""
+        if self.mistake != "hyperparameter-cached":
+            self.hyper["lr"] = lr
 
     def step(self, grads):
         self.t += 1
@@ -74,7 +81,7 @@ class _NumpyOptimizer:
     def _update(self, i, p, g):
         h, mistake = self.hyper, self.mistake
         lr, wd = h["lr"], h.get("weight_decay", 0.0)
-        if mistake == "params-rebound":
+        if mistake in ("params-rebound", "caller-params-rebound"):
             return p
         if mistake == "state-rebound":  # the running averages never carry over to the next step
             self.first[i], self.second[i] = np.zeros_like(p), np.zeros_like(p)
@@ -86,6 +93,9 @@ class _NumpyOptimizer:
         if self.kind in ("momentum", "nesterov"):
             mu = h["momentum"]
             g = g + wd * p
+            if mistake == "momentum-lr-folded":  # v = mu v + lr g, p -= v: torch's only while lr is constant
+                v = self.first[i] = mu * self.first[i] + lr * g
+                return p - (lr * g + mu * v) if self.kind == "nesterov" else p - v
             v = self.first[i] = mu * self.first[i] + ((1.0 - mu) * g if mistake == "momentum-dampened-form" else g)
             if self.kind == "nesterov" and mistake != "nesterov-without-lookahead":
                 return p - lr * (g + mu * v)
@@ -93,26 +103,32 @@ class _NumpyOptimizer:
         if self.kind == "rmsprop":
             alpha, eps = h["alpha"], h["eps"]
             s = self.first[i] = alpha * self.first[i] + (1.0 - alpha) * g * g
-            denom = np.sqrt(s + eps) if mistake == "rmsprop-eps-inside-sqrt" else np.sqrt(s) + eps
+            denom = {"rmsprop-eps-inside-sqrt": lambda: np.sqrt(s + eps),
+                     "std-used-as-variance": lambda: s + eps}.get(mistake, lambda: np.sqrt(s) + eps)()
             return p - lr * g / denom
         # Adam (coupled L2 decay) and AdamW (decoupled decay)
         beta1, beta2 = h["betas"]
         decay = {"adamw-decay-through-gradient": "coupled", "adam-decay-decoupled": "decoupled",
-                 "weight-decay-not-scaled-by-lr": "unscaled", "decay-rebound": "none"}.get(
-            mistake, "decoupled" if self.kind == "adamw" else "coupled")
+                 "weight-decay-not-scaled-by-lr": "unscaled", "decay-rebound": "none",
+                 "decay-lr-cached": "cached"}.get(mistake, "decoupled" if self.kind == "adamw" else "coupled")
         if decay == "coupled":
             g = g + wd * p
         elif decay == "decoupled":
             p = p * (1.0 - lr * wd)
         elif decay == "unscaled":
             p = p * (1.0 - wd)
+        elif decay == "cached":  # the decay factor computed once, in __init__, from the first lr
+            p = p * (1.0 - self.initial_lr * wd)
         m = self.first[i] = beta1 * self.first[i] + (1.0 - beta1) * g
         v = self.second[i] = beta2 * self.second[i] + (1.0 - beta2) * g * g
-        if mistake == "adam-missing-bias-correction":
-            m_hat, v_hat = m, v
-        else:
-            t = self.t - 1 if mistake == "adam-t-starts-at-zero" else self.t
-            m_hat, v_hat = m / (1.0 - beta1 ** t), v / (1.0 - beta2 ** t)
+        t = self.t - 1 if mistake == "adam-t-starts-at-zero" else self.t
+        m_hat, v_hat = m / (1.0 - beta1 ** t), v / (1.0 - beta2 ** t)
+        if mistake in ("adam-missing-bias-correction", "adam-m-uncorrected"):
+            m_hat = m
+        if mistake in ("adam-missing-bias-correction", "adam-v-uncorrected"):
+            v_hat = v
+        if mistake == "adam-eps-inside-sqrt":
+            return p - lr * m_hat / np.sqrt(v_hat + h["eps"])
         return p - lr * m_hat / (np.sqrt(v_hat) + h["eps"])
 
 
@@ -129,25 +145,39 @@ def _torch_optimizer(kind, leaves, hyper):
     return cls(leaves, lr=h["lr"], betas=h["betas"], eps=h["eps"], weight_decay=h.get("weight_decay", 0.0))
 
 
-#: The ways of losing an update by rebinding a name (x = x - ...) instead of changing the array:
-#: the parameters never change; the optimizer's state restarts from zero at every step; AdamW's decay is lost.
-_REBINDING = ("params-rebound", "state-rebound", "decay-rebound")
+#: Simulated mistakes reported under another catalogue name: the ways of losing an update by rebinding a
+#: name (x = x - ...) instead of changing the array (the parameters never change, AdamW's decay is lost),
+#: the state lost between steps (rebound, or re-created in step()), and the partial forms of two mistakes.
+_REPORTED_AS = {"params-rebound": "update-not-in-place", "decay-rebound": "update-not-in-place",
+                "state-rebound": "optimizer-state-reset", "decay-lr-cached": "hyperparameter-cached",
+                "adam-m-uncorrected": "adam-missing-bias-correction",
+                "adam-v-uncorrected": "adam-missing-bias-correction",
+                "adam-eps-inside-sqrt": "rmsprop-eps-inside-sqrt"}
 
 #: Mistakes whose variants each optimizer check computes.
 _VARIANTS = {
-    "sgd": ("sign-flipped", "weight-decay-not-scaled-by-lr", "params-rebound"),
-    "momentum": ("momentum-dampened-form", "params-rebound", "state-rebound"),
-    "nesterov": ("nesterov-without-lookahead", "momentum-dampened-form", "params-rebound", "state-rebound"),
-    "rmsprop": ("rmsprop-eps-inside-sqrt", "params-rebound", "state-rebound"),
-    "adam": ("adam-t-starts-at-zero", "adam-missing-bias-correction", "adam-decay-decoupled",
-             "params-rebound", "state-rebound"),
+    "sgd": ("sign-flipped", "weight-decay-not-scaled-by-lr", "params-rebound", "hyperparameter-cached"),
+    "momentum": ("momentum-dampened-form", "params-rebound", "state-rebound", "momentum-lr-folded",
+                 "hyperparameter-cached"),
+    "nesterov": ("nesterov-without-lookahead", "momentum-dampened-form", "params-rebound", "state-rebound",
+                 "momentum-lr-folded", "hyperparameter-cached"),
+    "rmsprop": ("rmsprop-eps-inside-sqrt", "std-used-as-variance", "params-rebound", "state-rebound",
+                "hyperparameter-cached"),
+    "adam": ("adam-t-starts-at-zero", "adam-missing-bias-correction", "adam-m-uncorrected", "adam-v-uncorrected",
+             "adam-eps-inside-sqrt", "adam-decay-decoupled", "params-rebound", "state-rebound",
+             "hyperparameter-cached"),
     "adamw": ("adamw-decay-through-gradient", "weight-decay-not-scaled-by-lr",
-              "adam-t-starts-at-zero", "adam-missing-bias-correction",
-              "params-rebound", "state-rebound", "decay-rebound"),
+              "adam-t-starts-at-zero", "adam-missing-bias-correction", "adam-m-uncorrected", "adam-v-uncorrected",
+              "adam-eps-inside-sqrt", "params-rebound", "state-rebound", "decay-rebound", "hyperparameter-cached",
+              "decay-lr-cached"),
 }
 #: Mistakes that only show when weight_decay > 0.
 _DECAY_MISTAKES = ("weight-decay-not-scaled-by-lr", "adam-decay-decoupled", "adamw-decay-through-gradient",
-                   "decay-rebound")
+                   "decay-rebound", "decay-lr-cached")
+
+#: The learning rate changes twice during every optimizer case, as a scheduler would change it:
+#: (fraction of the run after which it changes, factor applied to the base rate).
+LR_CHANGES = ((1 / 3, 0.37), (2 / 3, 1.9))
 
 _TORCH_NAMES = {"sgd": "torch.optim.SGD", "momentum": "torch.optim.SGD(momentum)",
                 "nesterov": "torch.optim.SGD(nesterov=True)", "rmsprop": "torch.optim.RMSprop",
@@ -222,12 +252,21 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
     reference = _torch_optimizer(kind, leaves, hyper)
     mistakes = [m for m in _VARIANTS[kind] if hyper.get("weight_decay", 0.0) or m not in _DECAY_MISTAKES]
     sims = [(m, _NumpyOptimizer(kind, params0, hyper, m)) for m in mistakes]
+    lr_at = {max(1, int(round(f * n_steps))) + 1: factor * hyper["lr"] for f, factor in LR_CHANGES}
 
     opt = call_student(cls, name, params=params0, **hyper).result
     step_fn = _method(opt, "step", name)
+    set_lr = _method(opt, "set_lr", name)
     zero_grad = _method(opt, "zero_grad", name) if call_zero_grad else None
     shapes_text = ", ".join(str(tuple(s)) for s in shapes)
+    lr = hyper["lr"]
     for k, grads in enumerate(grad_seq, start=1):
+        if k in lr_at:  # a scheduler's change between two steps: the next step must use the new rate
+            lr = lr_at[k]
+            reference.param_groups[0]["lr"] = lr
+            for _, sim in sims:
+                sim.set_lr(lr)
+            call_student(set_lr, f"{name}.set_lr", lr=lr)
         for leaf, g in zip(leaves, grads):
             leaf.grad = torch.tensor(g, dtype=DT)
         reference.step()
@@ -237,16 +276,37 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
             call_student(zero_grad, f"{name}.zero_grad")
         call = _step(step_fn, name, grads, k)
         got = _student_params(opt, name, len(shapes))
+        lr_text = f"lr changed to {lr:.4g} before this step; " if k in lr_at else ""
+        where = f"after step {k} of {n_steps}; {lr_text}shapes {shapes_text}; {_describe(hyper)}"
         for i, leaf in enumerate(leaves):
             variants = {}
             for m, sim in sims:
-                name_of = "update-not-in-place" if m in _REBINDING else m
-                variants.setdefault(name_of, []).append(sim.params[i])
-            variants = {m: ws[0] if len(ws) == 1 else ws for m, ws in variants.items()}
-            check.compare(f"params[{i}]", got[i], leaf.detach().numpy(), call,
-                          case=f"after step {k} of {n_steps}; shapes {shapes_text}; {_describe(hyper)}",
-                          variants=variants)
+                variants.setdefault(_REPORTED_AS.get(m, m), []).append(sim.params[i])
+            expected = leaf.detach().numpy()
+            # One array, not a list of one, where there is one (adam-t-starts-at-zero's NaN detector wants it).
+            kept = {m: ws[0] if len(ws) == 1 else ws for m, ws in (exclusive(variants, expected) or {}).items()}
+            check.compare(f"params[{i}]", got[i], expected, call, case=where, variants=kept)
+        if k in (1, n_steps):
+            _compare_caller_arrays(check, opt, name, leaves, params0, call, where)
     check.cases += 1
+
+
+def _compare_caller_arrays(check, opt, name, leaves, params0, call, where):
+    """The arrays the caller passed in (``Optimizer.caller_params``) must hold the update too.
+
+    ``self.params = [p - lr * g ...]`` or ``self.params[i] = ...`` leave ``self.params`` right
+    but the caller's own arrays (a model's weights) untouched.
+    """
+    try:
+        held = student_attr(opt, "caller_params", name)
+    except CheckFailure:
+        return  # a class that bypasses Optimizer.__init__: only self.params can be checked
+    if not isinstance(held, (list, tuple)) or len(held) != len(leaves):
+        return
+    for i, leaf in enumerate(leaves):
+        expected = leaf.detach().numpy()
+        check.compare(f"the caller's params[{i}] (the array passed to {name}(...))", held[i], expected, call,
+                      case=where, variants=exclusive({"update-not-in-place": params0[i]}, expected))
 
 
 def _check_optimizer(kind, cls, name, cases, seed, n_steps):
@@ -434,9 +494,13 @@ def check_schedules(step_decay_lr, linear_warmup_lr, cosine_lr, base_lr=0.3, ste
     expected = _torch_lrs(lambda o: lr_sched.CosineAnnealingLR(o, T_max=total_steps, eta_min=min_lr),
                           base_lr, steps.size)
     kwargs = dict(base_lr=base_lr, total_steps=total_steps, min_lr=min_lr)
+    # The horizon off by one too: a cosine over total_steps - 1 or total_steps + 1 steps.
     _compare_schedule(check, "cosine_lr", cosine_lr, "cosine_lr", steps, expected, kwargs,
                       lambda t: _cosine(t, base_lr, total_steps, min_lr), _describe(kwargs),
-                      reference="torch CosineAnnealingLR")
+                      reference="torch CosineAnnealingLR",
+                      extra_variants={"schedule-off-by-one": [
+                          np.array([_cosine(t, base_lr, total_steps + d, min_lr) for t in steps])
+                          for d in (-1, 1) if total_steps + d > 0]})
 
     check.passed()
     if table:
@@ -474,7 +538,10 @@ def check_warmup_cosine(warmup_cosine_lr, peak_lr=0.2, warmup_steps=8, total_ste
         return {"schedule-off-by-one": [np.array([_warmup_cosine(t, *args, shift_cosine=d) for t in steps])
                                         for d in (1, -1)]
                 + [np.array([_warmup_cosine(t, *args, shift_warmup=d) for t in steps]) for d in (1, -1)],
-                "cosine-ignores-warmup": np.array([_warmup_cosine(t, *args, global_cosine=True) for t in steps])}
+                "cosine-ignores-warmup": [np.array([_warmup_cosine(t, *args, global_cosine=True) for t in steps]),
+                                          # shifted to start after warmup, but still spread over all total steps
+                                          np.array([_warmup_cosine(t, *args[:2], args[2] + args[1], *args[3:])
+                                                    for t in steps])]}
 
     args = (peak_lr, warmup_steps, total_steps, start_factor, min_lr)
     steps = np.arange(total_steps + 1)
@@ -530,9 +597,13 @@ def check_clip_grad_norm(clip_grad_norm, seed=0, shapes=_CLIP_SHAPES, cases=_CLI
         norms = [np.sqrt(np.sum(g * g)) for g in grads]
         per_tensor = [g * min(1.0, max_norm / (n + 1e-6)) for g, n in zip(grads, norms)]
         no_eps = [g * min(1.0, max_norm / total) for g in grads]
-        check.compare("total_norm", got_norm, total, call, case=where)
+        squared = [g * min(1.0, max_norm / (total ** 2 + 1e-6)) for g in grads]  # the root forgotten
+        check.compare("total_norm", got_norm, total, call, case=where,
+                      variants=exclusive({"norm-not-rooted": total ** 2}, total))
         for i, leaf in enumerate(leaves):
-            check.compare(f"clipped[{i}]", got[i], leaf.grad.numpy(), call, case=where,
-                          variants={"clipping-per-tensor": per_tensor[i], "clip-norm-missing-epsilon": no_eps[i]})
+            expected = leaf.grad.numpy()
+            check.compare(f"clipped[{i}]", got[i], expected, call, case=where,
+                          variants=exclusive({"clipping-per-tensor": per_tensor[i], "clip-norm-missing-epsilon": no_eps[i],
+                                              "norm-not-rooted": squared[i]}, expected))
         check.cases += 1
     return check.passed()

@@ -31,6 +31,7 @@ from math_utils import flatten_params, unflatten_params
 from .compare import CheckFailure, Tolerance, describe_type
 from .exercise import ExerciseCheck
 from .student import refuse_tensor, call_student, unpack
+from .variants import exclusive
 
 #: Students may use PyTorch inside the exercises of this lab (they still return numpy arrays).
 NUMPY_ONLY = False
@@ -197,8 +198,13 @@ def _filter_variants(direction, weights) -> dict:
     # Right matrices, but the biases perturbed: raw, rescaled as a whole, or element by element.
     elementwise = [a * (np.abs(b) / np.abs(a)) for a, b in zip(d, w)]
     perturbed = [with_biases(right, d), with_biases(right, per_array), with_biases(right, elementwise)]
+    # Squared column norms (sum of squares, the root forgotten) for the weights' or the direction's.
+    squares = [[a * (np.sum(b * b, axis=0) / np.linalg.norm(a, axis=0)) if m else z
+                for a, b, m, z in zip(d, w, is_matrix, zeros)],
+               [a * (np.linalg.norm(b, axis=0) / np.sum(a * a, axis=0)) if m else z
+                for a, b, m, z in zip(d, w, is_matrix, zeros)]]
     return {"direction-not-filter-normalised": glob, "filter-norm-wrong-axis": wrong_axis,
-            "bias-perturbed": perturbed}
+            "bias-perturbed": perturbed, "norm-not-rooted": squares}
 
 
 def _known_direction(weights):
@@ -225,7 +231,8 @@ def check_filter_normalize(filter_normalize, seed=0, sizes=(2, 3, 2)):
             relevant = {"bias-perturbed"} if np.ndim(weights[k]) == 1 else set(variants) - {"bias-perturbed"}
             check.compare(f"direction{_param_label(k, weights)}", got[k], expected[k], call,
                           case=f"{_model_case(sizes, False)}, {label}",
-                          variants={name: [v[k] for v in vs] for name, vs in variants.items() if name in relevant})
+                          variants=exclusive({name: [v[k] for v in vs] for name, vs in variants.items()
+                                              if name in relevant}, expected[k]))
         check.cases += 1
     return check.passed()
 
@@ -284,12 +291,24 @@ def check_loss_grid(loss_grid, seed=0, sizes=(2, 4, 2), n_samples=10, skip=False
     expected = np.array([[_torch_loss(point(a, b), X, y, skip) for a in alphas] for b in betas])
     swapped_dirs = np.array([[_torch_loss(point(a, b, dy, dx), X, y, skip) for a in alphas] for b in betas])
     swapped = [expected.T, expected.T.reshape(expected.shape), swapped_dirs]
+    # One mean over a whole chunk (models and samples together) instead of one per grid point.
+    flat = expected.ravel()
+    chunk_means = np.concatenate([np.full(len(flat[i:i + chunk_size]), flat[i:i + chunk_size].mean())
+                                  for i in range(0, flat.size, chunk_size)]).reshape(expected.shape)
+    # Log-softmax over the samples (axis 1 of (P, N, C)) instead of the classes.
+    with torch.no_grad():
+        def over_samples(a, b):
+            logits = mlp_logits([_tensor(w) for w in point(a, b)], _tensor(X), skip)
+            log_p = torch.log_softmax(logits, dim=0)
+            return float(-log_p[torch.arange(len(y)), torch.as_tensor(y, dtype=torch.long)].mean())
+        wrong_axis = np.array([[over_samples(a, b) for a in alphas] for b in betas])
     call = call_student(loss_grid, "loss_grid", weights=weights, direction_x=dx, direction_y=dy, X=X, y=y,
                         alphas=alphas, betas=betas, skip=skip, chunk_size=chunk_size)
     refuse_tensor(call.result, "loss_grid")
     check.compare("loss grid", call.result, expected, call, mean_count=n_samples,
                   case=f"{_model_case(sizes, skip)}, {n_beta} betas x {n_alpha} alphas, chunk_size={chunk_size}",
-                  variants={"grid-axes-swapped": swapped})
+                  variants=exclusive({"grid-axes-swapped": swapped, "wrong-axis-reduction": chunk_means,
+                                      "softmax-wrong-axis": wrong_axis}, expected))
     check.cases = 1
     return check.passed()
 
@@ -344,14 +363,63 @@ def _unnormalised_power_iteration(H, v0, n_iters):
     return eigen_values, norms
 
 
+def _power_iteration(H, v0, n_iters, readout="rayleigh"):
+    """Power iteration as the exercise specifies it (unit start, re-normalised, Rayleigh quotient).
+
+    ``readout="norm"`` returns ||Hv|| instead of v . Hv: the same number once v has converged to an
+    eigenvector of a positive eigenvalue, and wrong before convergence or when the dominant one is negative.
+    """
+    v = v0 / np.linalg.norm(v0)
+    value = 0.0
+    for _ in range(n_iters):
+        Hv = H @ v
+        value = float(v @ Hv) if readout == "rayleigh" else float(np.linalg.norm(Hv))
+        v = Hv / np.linalg.norm(Hv)
+    return value, v
+
+
+def _check_short_power_iteration(check, top_hessian_eigenvalue, weights, X, y, v0, H, skip, n_iters, label):
+    """A run of one or two iterations, compared with the same iterations done on the full Hessian.
+
+    Far from convergence the Rayleigh quotient, ||Hv|| and an unnormalised start all give different
+    numbers, so this case tells those mistakes apart (the long runs cannot: there they coincide).
+    """
+    start = flatten_params(v0)
+    expected_value, expected_vector = _power_iteration(H, start, n_iters)
+    norm_value, _ = _power_iteration(H, start, n_iters, readout="norm")
+    unnormalised, _ = _unnormalised_power_iteration(H, start, n_iters)
+    grown = [np.linalg.matrix_power(H, n_iters) @ u for u in (start, start / np.linalg.norm(start))]
+    call = call_student(top_hessian_eigenvalue, "top_hessian_eigenvalue", weights=weights, X=X, y=y, v0=v0,
+                        n_iters=n_iters, skip=skip)
+    value, vector = unpack(call.result, "top_hessian_eigenvalue", ("eigenvalue", "eigenvector"))
+    refuse_tensor(value, "top_hessian_eigenvalue")
+    vector = _plain_arrays(_array_list(vector, "top_hessian_eigenvalue (eigenvector)", weights,
+                                       what="an eigenvector as a list of arrays"),
+                           "top_hessian_eigenvalue (eigenvector)", weights)
+    where = f"{label}, n_iters={n_iters}"
+    reference = f"the same {n_iters} iteration(s) on the full autograd Hessian"
+    check.compare("eigenvalue", value, expected_value, call, case=where, reference=reference,
+                  variants=exclusive({"power-iteration-norm-not-rayleigh": norm_value,
+                                      "power-iteration-no-renormalisation": unnormalised}, expected_value))
+    check.compare("eigenvector (the last iterate)", flatten_params(vector), expected_vector, call, case=where,
+                  reference=reference,
+                  variants=exclusive({"power-iteration-no-renormalisation": grown}, expected_vector))
+
+
 def check_top_hessian_eigenvalue(top_hessian_eigenvalue, seed=0, sizes=(2, 4, 2), n_samples=10, skip=False,
-                                 n_iters=150):
+                                 n_iters=150, short_iters=(1, 2)):
     """Check ``top_hessian_eigenvalue(weights, X, y, v0, n_iters, skip) -> (eigenvalue, eigenvector)``.
 
     The reference is the eigenvalue of largest magnitude of the full Hessian
     (``np.linalg.eigh``); the check verifies the eigen-gap is wide enough for
     ``n_iters`` iterations to reach ``EIGEN_TOL``. The eigenvector must have
     norm 1 and be parallel to the reference eigenvector (|cos| = 1; its sign is free).
+    First, runs of ``short_iters`` iterations are compared step for step with the same
+    iterations on the full Hessian (where ||Hv|| and v . Hv still differ).
+
+    (A dominant eigenvalue that is negative would expose ||Hv|| at convergence too, but the
+    Hessians of these ReLU MLPs' cross-entropy do not have one: their indefinite part comes in
+    +/- pairs and the positive semi-definite Gauss-Newton part tips the balance to the positive side.)
     """
     check = ExerciseCheck("top_hessian_eigenvalue", reference="np.linalg.eigh of the full autograd Hessian",
                           tol=EIGEN_TOL)
@@ -365,6 +433,9 @@ def check_top_hessian_eigenvalue(top_hessian_eigenvalue, seed=0, sizes=(2, 4, 2)
     if abs(second / top) ** n_iters > 1e-6:  # the check's own case must be solvable
         raise RuntimeError(f"eigen-gap too small for {n_iters} iterations: |l2/l1| = {abs(second / top):.4f}")
     top_vector = eigvecs[:, order[0]]
+    for k in short_iters:
+        _check_short_power_iteration(check, top_hessian_eigenvalue, weights, X, y, v0, H, skip, k,
+                                     _model_case(sizes, skip))
 
     call = call_student(top_hessian_eigenvalue, "top_hessian_eigenvalue", weights=weights, X=X, y=y, v0=v0,
                         n_iters=n_iters, skip=skip)
@@ -384,7 +455,7 @@ def check_top_hessian_eigenvalue(top_hessian_eigenvalue, seed=0, sizes=(2, 4, 2)
                   variants={"power-iteration-no-renormalisation": wrong_norms})
     cosine = abs(float(flat @ top_vector)) / norm if norm > 0 and np.isfinite(norm) else float("nan")
     check.compare("|cos(eigenvector, reference)|", cosine, 1.0, call, case=where)
-    check.cases = 1
+    check.cases = 1 + len(short_iters)
     return check.passed()
 
 
@@ -439,7 +510,8 @@ def check_pca_path(pca_path, seed=0, n_steps=25, n_params=30):
 
     offsets = trajectory - trajectory[-1]
     wrong_origin = [(offsets - offsets.mean(axis=0)) @ directions.T, trajectory @ directions.T,
-                    (trajectory - trajectory.mean(axis=0)) @ directions.T]
+                    (trajectory - trajectory.mean(axis=0)) @ directions.T,
+                    (trajectory - trajectory[0]) @ directions.T]
     if _plain(got_coords) and got_coords.shape == coords.shape:
         got_coords = got_coords * signs[None, :]
     check.compare("coords (sign-aligned)", got_coords, coords, call, case=where,

@@ -87,8 +87,11 @@ def call_student(fn, name: str, **inputs) -> Call:
     name : str
         Its name, for messages.
     **inputs
-        Keyword arguments; arrays are copied so the student cannot change the
-        check's own data, and are compared afterwards to report in-place edits.
+        Keyword arguments; they are deep-copied so the student cannot change the
+        check's own data, and arrays and flat lists / tuples / dicts of arrays are
+        compared afterwards to report in-place edits. (The grader's sandbox
+        snapshots plain arrays only: a container edited in place is caught here,
+        in the notebook, not yet by ``make grade``.)
 
     Raises
     ------
@@ -103,7 +106,8 @@ def call_student(fn, name: str, **inputs) -> Call:
     # Deep copies: nothing the student does to its arguments reaches the check's own data.
     copies = {k: (_lent(v) if isinstance(v, types.FunctionType) else v if callable(v) else copy.deepcopy(v))
               for k, v in inputs.items()}
-    originals = {k: v.copy() for k, v in copies.items() if isinstance(v, np.ndarray)}
+    # Arrays, and lists / tuples / dicts of arrays (a model's parameters): both can be changed in place.
+    originals = {k: copy.deepcopy(v) for k, v in copies.items() if _arrays_in(v) is not None}
     with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn", divide="warn"):
         warnings.simplefilter("always")
         try:
@@ -122,9 +126,28 @@ def call_student(fn, name: str, **inputs) -> Call:
                     f"{k} shape {v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}"
                     for k, v in inputs.items()), "raised-exception") from None
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
-    mutated = [k for k, v in originals.items()
-               if copies[k].shape != v.shape or not np.array_equal(copies[k], v, equal_nan=True)]
+    mutated = [k for k, v in originals.items() if _changed(copies[k], v)]
     return Call(result, messages, mutated)
+
+
+def _arrays_in(value):
+    """The arrays of an array or of a flat list / tuple / dict of arrays (keyed), else None."""
+    if isinstance(value, np.ndarray):
+        return {(): value}
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, np.ndarray) for v in value):
+        return dict(enumerate(value))
+    if isinstance(value, dict) and value and all(isinstance(v, np.ndarray) for v in value.values()):
+        return dict(value)
+    return None
+
+
+def _changed(now, before) -> bool:
+    """Whether an input (array or container of arrays) differs from its snapshot after the call."""
+    now_arrays, before_arrays = _arrays_in(now), _arrays_in(before)
+    if now_arrays is None or now_arrays.keys() != before_arrays.keys():
+        return True  # the container itself was emptied, extended or re-keyed
+    return any(a.shape != before_arrays[k].shape or not np.array_equal(a, before_arrays[k], equal_nan=True)
+               for k, a in now_arrays.items())
 
 
 def unpack(result, name: str, fields: tuple[str, ...]):
