@@ -2,8 +2,42 @@
 
 from __future__ import annotations
 
-from .compare import GRADIENT_TOL, Match, Tolerance, compare, summarise
-from .student import Call
+import contextlib
+import io
+
+from .compare import GRADIENT_TOL, CheckFailure, Match, Tolerance, compare, summarise
+from .student import Call, with_references
+
+
+def charge_once(check, *args, depends_on: dict, **kwargs):
+    """Run ``check(*args, **kwargs)``, charging a mistake in an earlier exercise only there.
+
+    Parameters
+    ----------
+    check : callable
+        A check function (raises :class:`CheckFailure` on a mistake).
+    depends_on : dict
+        ``{name: (reference_function, "Exercise 3")}``: functions from earlier exercises that the
+        student's function may call by name.
+
+    When the check fails, it is run again with the reference functions in place of the student's
+    own ones. If it passes then, the fault lies in the earlier function, whose own check already
+    takes its points: this exercise keeps its points and says so. Otherwise the first failure stands.
+    """
+    try:
+        return check(*args, **kwargs)
+    except CheckFailure as failure:
+        references = {name: ref for name, (ref, _) in depends_on.items()}
+        try:
+            with with_references(references), contextlib.redirect_stdout(io.StringIO()):
+                check(*args, **kwargs)
+        except CheckFailure:
+            raise failure from None
+        names = " and ".join(f"`{name}`" for name in depends_on)
+        faults = "; ".join(f"`{name}` fails {exercise}" for name, (_, exercise) in depends_on.items())
+        print(f"✓ correct given a correct {names}; {faults}, where that mistake is charged "
+              f"(this exercise keeps its points).")
+        return None
 
 
 class ExerciseCheck:

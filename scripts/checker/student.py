@@ -7,6 +7,8 @@ check failure with a readable message instead of a bare traceback.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import os
 import traceback
@@ -30,7 +32,7 @@ class RemoteValue:
 
     remote_type = "object"
 
-    def remote_call(self, name: str, inputs: dict) -> "Call":
+    def remote_call(self, name: str, inputs: dict, substitute: dict | None = None) -> "Call":
         raise NotImplementedError
 
     def remote_getattr(self, attr: str, label: str):
@@ -68,6 +70,42 @@ def _lent(function):
     return lent
 
 
+# Names of the student's namespace replaced by reference functions while a check runs
+# (``with_references``): how a mistake in an earlier exercise is charged once, not again.
+_SUBSTITUTES: contextvars.ContextVar[dict] = contextvars.ContextVar("substitutes", default={})
+
+
+@contextlib.contextmanager
+def with_references(references: dict):
+    """Within the block, every student call sees ``references`` ({name: function}) in place of
+    the student's own functions of those names (their earlier exercises)."""
+    token = _SUBSTITUTES.set({**_SUBSTITUTES.get(), **references})
+    try:
+        yield
+    finally:
+        _SUBSTITUTES.reset(token)
+
+
+@contextlib.contextmanager
+def _substituted(fn, references: dict):
+    """Put ``references`` into the module namespace ``fn`` reads its globals from, then restore it."""
+    namespace = getattr(fn, "__globals__", None)
+    if not references or not isinstance(namespace, dict):
+        yield
+        return
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in references}
+    namespace.update({name: _lent(ref) for name, ref in references.items()})
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
+
+
 def _where(exc: BaseException) -> str:
     """' (line N: source)' of the innermost frame outside the checker, if any."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
@@ -98,8 +136,9 @@ def call_student(fn, name: str, **inputs) -> Call:
     CheckFailure
         If ``fn`` is not callable or raises an ``Exception``.
     """
+    references = _SUBSTITUTES.get()
     if isinstance(fn, RemoteValue):
-        return fn.remote_call(name, inputs)
+        return fn.remote_call(name, inputs, substitute=references or None)
     if not callable(fn):
         raise CheckFailure(f"{name} is not a function (got {type(fn).__name__}); "
                            f"run the cell that defines it first.")
@@ -111,7 +150,8 @@ def call_student(fn, name: str, **inputs) -> Call:
     with warnings.catch_warnings(record=True) as caught, np.errstate(over="warn", invalid="warn", divide="warn"):
         warnings.simplefilter("always")
         try:
-            result = fn(**copies)
+            with _substituted(fn, references):
+                result = fn(**copies)
         except NotImplementedError:
             raise CheckFailure(
                 f"{name} is not implemented yet: replace `raise NotImplementedError()` "

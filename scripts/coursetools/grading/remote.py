@@ -47,11 +47,16 @@ class RemoteObject(RemoteValue):
         return wire.decode(tree, arrays, from_handle=lambda ref: RemoteObject(
             self._sandbox, ref, ref.get("type", "object")))
 
-    def remote_call(self, name: str, inputs: dict) -> Call:
+    def remote_call(self, name: str, inputs: dict, substitute: dict | None = None) -> Call:
         tree, arrays = self._encode(inputs)
+        request = {"op": "call", "target": self._target, "kwargs": tree}
+        if substitute:
+            # Reference functions that stand in for the student's earlier ones during this call:
+            # they run here, in the grader, called back from the sandbox.
+            request["substitute"] = {name: {"__func__": self._sandbox.register_callback(fn)}
+                                     for name, fn in substitute.items()}
         try:
-            reply, reply_arrays = self._sandbox.request({"op": "call", "target": self._target, "kwargs": tree},
-                                                        arrays)
+            reply, reply_arrays = self._sandbox.request(request, arrays)
         except SandboxTimeout as exc:
             raise CheckFailure(f"{name} did not finish ({exc}): is there an endless loop?", "timeout") from None
         except SandboxDied as exc:
