@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 
 from .compare import GRADIENT_TOL, CheckFailure, Match, Tolerance, compare, summarise
@@ -28,16 +29,43 @@ def charge_once(check, *args, depends_on: dict, **kwargs):
         return check(*args, **kwargs)
     except CheckFailure as failure:
         references = {name: ref for name, (ref, _) in depends_on.items()}
-        try:
-            with with_references(references), contextlib.redirect_stdout(io.StringIO()):
-                check(*args, **kwargs)
-        except CheckFailure:
+        if not _passes(check, args, kwargs, references):
             raise failure from None
-        names = " and ".join(f"`{name}`" for name in depends_on)
-        faults = "; ".join(f"`{name}` fails {exercise}" for name, (_, exercise) in depends_on.items())
+        # Name only the earlier functions whose reference is needed: drop the references one at a
+        # time, the latest exercise's first, keeping each drop after which the check still passes
+        # (so a wrong Exercise 1 is named, not the Exercise 4 function that merely calls it).
+        needed = dict(references)
+        for name in reversed(list(depends_on)):
+            if len(needed) > 1 and _passes(check, args, kwargs, {k: v for k, v in needed.items() if k != name}):
+                del needed[name]
+        names = " and ".join(f"`{name}`" for name in needed)
+        faults = "; ".join(f"`{name}` fails {depends_on[name][1]}" for name in needed)
         print(f"✓ correct given a correct {names}; {faults}, where that mistake is charged "
               f"(this exercise keeps its points).")
         return None
+
+
+def _passes(check, args, kwargs, references: dict) -> bool:
+    """Whether ``check`` passes with ``references`` in place of the student's functions (output hidden)."""
+    try:
+        with with_references(references), contextlib.redirect_stdout(io.StringIO()):
+            check(*args, **kwargs)
+    except CheckFailure:
+        return False
+    return True
+
+
+def charges_once(**depends_on):
+    """Decorator form of :func:`charge_once`: ``@charges_once(stable_softmax=(softmax, "Exercise 1"))``.
+
+    The decorated check keeps its signature, so grade cells call it as before.
+    """
+    def decorate(check):
+        @functools.wraps(check)
+        def charged(*args, **kwargs):
+            return charge_once(check, *args, depends_on=depends_on, **kwargs)
+        return charged
+    return decorate
 
 
 class ExerciseCheck:

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from math_utils import log_softmax, one_hot, sigmoid, softmax
+from math_utils import log_softmax, log_sum_exp, one_hot, sigmoid, softmax
 
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, charges_once
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -125,6 +125,17 @@ def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, s
 # ---------------------------------------------------------------------------
 
 
+#: Exercise 1's functions as a correct submission has them. Later exercises call the student's own
+#: by name; when a check fails only because of them, it reruns with these in their place, and a
+#: mistake made in Exercise 1 costs Exercise 1's points only (checker.exercise.charge_once).
+EXERCISE_1_REFERENCES = {
+    "stable_softmax": (softmax, "Exercise 1"),
+    "stable_log_softmax": (log_softmax, "Exercise 1"),
+    "stable_logsumexp": (log_sum_exp, "Exercise 1"),
+}
+
+
+@charges_once(**EXERCISE_1_REFERENCES)
 def check_temperature(softmax_with_temperature, seed=0, shape=(3, 6), temperatures=(0.5, 2.0)):
     """Check ``softmax_with_temperature(logits, temperature)`` = softmax(logits / T) along the last axis.
 
@@ -203,6 +214,7 @@ def _ce_case(seed, n, c, soft):
 _LOG_EPSILONS = (1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-12, 1e-15, 1e-16)
 
 
+@charges_once(**EXERCISE_1_REFERENCES)
 def check_cross_entropy_logits(cross_entropy_from_logits, seed=0, cases=((4, 3, False), (5, 4, True))):
     """Check ``cross_entropy_from_logits(logits, targets) -> (loss, dL_dlogits)`` (mean over the batch).
 
@@ -238,6 +250,12 @@ def check_cross_entropy_logits(cross_entropy_from_logits, seed=0, cases=((4, 3, 
 # ---------------------------------------------------------------------------
 
 
+def _cross_entropy_from_logits(logits, targets):
+    """Exercise 4's function as a correct submission has it (stand-in for the student's own)."""
+    return _soft_cross_entropy(logits, targets)
+
+
+@charges_once(**EXERCISE_1_REFERENCES, cross_entropy_from_logits=(_cross_entropy_from_logits, "Exercise 4"))
 def check_label_smoothing(label_smoothing_cross_entropy, seed=0, shapes=((4, 5),), smoothing=0.1):
     """Check ``label_smoothing_cross_entropy(logits, labels, smoothing) -> (loss, dL_dlogits)``
     against ``F.cross_entropy(..., label_smoothing=smoothing)`` and autograd.
