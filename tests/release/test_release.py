@@ -558,3 +558,27 @@ def test_every_readable_helper_that_computes_an_exercises_answer_is_torch_backed
     readable_answers = {name: hits for name, hits in answering.items()
                         if name in kept and name not in release_tool.OVERRIDDEN}
     assert not readable_answers, f"released with their formula: {readable_answers}"
+
+
+def test_launch_files_pin_the_runtime_only_with_cpu_torch(release):
+    """binder/requirements.txt, environment.yml and pyproject.toml of the release pin the same runtime
+    packages as this repository (torch as its CPU-only build for Binder), and nothing for tests."""
+    import tomllib
+
+    import yaml
+
+    runtime = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"])
+    project = tomllib.loads((release / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert set(project["dependencies"]) == runtime and "optional-dependencies" not in project
+    lines = [line.strip() for line in (release / "binder" / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert f"--extra-index-url {release_tool.CPU_INDEX}" in lines
+    pins = {line.replace("+cpu", "") for line in lines if not line.startswith("--")}
+    assert pins == runtime and "torch==2.13.0+cpu" in lines
+    env = yaml.safe_load((release / "environment.yml").read_text(encoding="utf-8"))
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    assert set(pip_section) - {"-e ."} == runtime
+    assert (release / "binder" / "postBuild").stat().st_mode & 0o111, "postBuild must be executable"
+    assert "python-3.11" in (release / "binder" / "runtime.txt").read_text()
+    makefile = (release / "Makefile").read_text(encoding="utf-8")
+    assert "apt-get" not in makefile and "[test]" not in makefile
