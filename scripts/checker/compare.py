@@ -8,6 +8,7 @@ TROUBLESHOOTING.md anchor.
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass, field
 from typing import Mapping, Optional, Sequence
 
@@ -56,15 +57,30 @@ class CheckFailure(AssertionError):
         self.misconception = misconception
 
     def _render_traceback_(self) -> list[str]:
-        """The lines IPython shows for this exception: the message, first line in bold red."""
+        """The lines IPython shows for this exception: the message, first line in bold red.
+
+        Lines are wrapped at :data:`SHOWN_WIDTH` columns so that nbgrader's Validate
+        dialog, which does not wrap, shows them whole.
+        """
         from . import notebook  # IPython-only helpers: links and progress after the cell
 
         notebook.after_failure(self)
         first, *rest = str(self).splitlines() or [""]
-        return [f"{_RED_BOLD}\u2717 Check failed: {first}{_RESET}", *rest]
+        head = _wrap(f"\u2717 Check failed: {first}")
+        return ([f"{_RED_BOLD}{line}{_RESET}" for line in head]
+                + [part for line in rest for part in _wrap(line)])
 
 
 _RED_BOLD, _RESET = "\x1b[1;31m", "\x1b[0m"
+#: Columns of a failure message as shown in a notebook (``str(failure)`` is not wrapped).
+SHOWN_WIDTH = 100
+
+
+def _wrap(line: str) -> list[str]:
+    """One message line as shown: wrapped, continuation lines indented under its text."""
+    indent = " " * (len(line) - len(line.lstrip()) + 4)
+    return textwrap.wrap(line, SHOWN_WIDTH, subsequent_indent=indent, break_on_hyphens=False,
+                         drop_whitespace=True, replace_whitespace=False) or [line]
 
 
 def describe_type(value) -> str:

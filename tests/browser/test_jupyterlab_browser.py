@@ -56,7 +56,7 @@ ATTEMPT_NOTEBOOK = f"labs/{ATTEMPT_LAB}/attempt-adam.ipynb"
 ZERO_MISTAKE = "grad-wrt-activation-output"
 LABS_PRESENT = [lab for lab in lab_ids() if lab_notebook(lab).is_file()]
 # The first line of a failed check's output, e.g. "✗ Check failed: scalar_chain is not implemented yet: ..."
-NOT_IMPLEMENTED = re.compile(r"\A\s*\u2717 Check failed: [\w.]+ is not implemented yet: replace `raise NotImplementedError\(\)`")
+NOT_IMPLEMENTED = re.compile(r"\A\s*\u2717 Check failed: [\w.]+ is not implemented yet:\s+replace\s+`raise\s+NotImplementedError\(\)`")
 CHECKER_FRAMES = re.compile(r"Traceback|File \S+\.py|site-packages|checker/|\bline \d+\b")
 PROGRESS = re.compile(r"(\d+) of (\d+) checks pass")
 IMPORT_ERROR = re.compile(r"ModuleNotFoundError|ImportError")

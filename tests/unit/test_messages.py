@@ -55,8 +55,15 @@ def test_ipython_shows_the_message_and_no_checker_frames():
     shown = failure._render_traceback_()
     lines = str(failure).splitlines()
     assert shown[0] == f"\x1b[1;31m\u2717 Check failed: {lines[0]}\x1b[0m"
-    assert shown[1:] == lines[1:]
+    assert [line.strip() for line in shown[1:3]] == [line.strip() for line in lines[1:3]]
     assert not any("File " in line or "compare.py" in line for line in shown)
+
+
+def test_shown_lines_are_wrapped_for_the_validate_dialog_without_losing_words():
+    failure = _failure([-1.0, -2.0], [1.0, 2.0])
+    shown = [line.replace("\x1b[1;31m", "").replace("\x1b[0m", "") for line in failure._render_traceback_()]
+    assert max(map(len, shown)) <= 100
+    assert " ".join(" ".join(shown).split()) == " ".join(("\u2717 Check failed: " + str(failure)).split())
 
 
 def test_a_recognised_mistake_never_shows_the_unrecognised_wording():
