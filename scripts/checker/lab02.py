@@ -368,9 +368,13 @@ def check_adam(Adam, seed=0, shapes=_SHAPES, lr=0.01, betas=(0.8, 0.95), eps=1e-
     return _check_optimizer("adam", Adam, "Adam", cases, seed, n_steps)
 
 
-def check_adamw(AdamW, seed=0, shapes=_SHAPES, lr=0.01, betas=(0.85, 0.98), eps=1e-7, weight_decay=0.2,
+def check_adamw(AdamW, seed=0, shapes=_SHAPES, lr=0.01, betas=(0.85, 0.98), eps=5e-3, weight_decay=0.2,
                 n_steps=N_STEPS):
-    """Check ``AdamW(params, lr, betas, eps, weight_decay)`` against ``torch.optim.AdamW``."""
+    """Check ``AdamW(params, lr, betas, eps, weight_decay)`` against ``torch.optim.AdamW``.
+
+    ``eps`` is large enough to matter at step 1, where Adam's step is otherwise lr * sign(g): with
+    a tiny eps, decay lost and decay through the gradient give the same first step and cannot be told apart.
+    """
     cases = [(shapes, dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay))]
     return _check_optimizer("adamw", AdamW, "AdamW", cases, seed, n_steps)
 
@@ -597,13 +601,12 @@ def check_clip_grad_norm(clip_grad_norm, seed=0, shapes=_CLIP_SHAPES, cases=_CLI
         norms = [np.sqrt(np.sum(g * g)) for g in grads]
         per_tensor = [g * min(1.0, max_norm / (n + 1e-6)) for g, n in zip(grads, norms)]
         no_eps = [g * min(1.0, max_norm / total) for g in grads]
-        squared = [g * min(1.0, max_norm / (total ** 2 + 1e-6)) for g in grads]  # the root forgotten
         check.compare("total_norm", got_norm, total, call, case=where,
                       variants=exclusive({"norm-not-rooted": total ** 2}, total))
         for i, leaf in enumerate(leaves):
             expected = leaf.grad.numpy()
             check.compare(f"clipped[{i}]", got[i], expected, call, case=where,
-                          variants=exclusive({"clipping-per-tensor": per_tensor[i], "clip-norm-missing-epsilon": no_eps[i],
-                                              "norm-not-rooted": squared[i]}, expected))
+                          variants=exclusive({"clipping-per-tensor": per_tensor[i],
+                                              "clip-norm-missing-epsilon": no_eps[i]}, expected))
         check.cases += 1
     return check.passed()
