@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, charges_once
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -366,6 +366,24 @@ def _stack_grad_norms(X, labels, blocks, W_out, placement):
 STACK_CASES = ((12, 10, 6, 9, 5), (24, 7, 5, 8, 3))
 
 
+def _layernorm_forward(x, gamma, beta, eps=EPS):
+    """Exercise 3's ``layernorm_forward`` as a correct submission has it."""
+    return _ln_numpy(x, gamma, beta, eps)
+
+
+def _layernorm_backward(dy, x, gamma, eps=EPS):
+    """Exercise 3's ``layernorm_backward`` as a correct submission has it: (dx, dgamma, dbeta)."""
+    inv_std = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    x_hat = (x - x.mean(axis=1, keepdims=True)) * inv_std
+    g = dy * gamma
+    dx = inv_std * (g - g.mean(axis=1, keepdims=True) - x_hat * (g * x_hat).mean(axis=1, keepdims=True))
+    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
+# A mistake in Exercise 3's LayerNorm costs Exercise 3 only: the residual stack that calls it is
+# rechecked with these in its place (checker.exercise.charge_once).
+@charges_once(layernorm_forward=(_layernorm_forward, "Exercise 3"),
+              layernorm_backward=(_layernorm_backward, "Exercise 3"))
 def check_residual_grad_norms(residual_grad_norms, seed=0, cases=STACK_CASES):
     """Check ``residual_grad_norms(X, labels, blocks, W_out, placement) -> (depth, 2)``: the Frobenius
     norms of dL/dW1 and dL/dW2 of every block (input first) for the mean cross-entropy, with LayerNorm
