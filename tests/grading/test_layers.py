@@ -400,3 +400,19 @@ def test_a_library_the_lab_environment_has_can_be_imported_by_student_code(tmp_p
             "print(TruncatedSVD(n_components=2, random_state=0).fit_transform(A).shape)\n")})
     assert reply["ok"], reply
     assert "(7, 2)" in reply["output"]
+
+
+def test_make_grade_names_the_layers_this_machine_gives():
+    from coursetools.grading.cli import describe_layers, probe_layers
+
+    isolation = machine_isolation()
+    text = describe_layers(isolation, probe_layers(isolation, Limits()))
+    lines = {line.split(":")[0][6:].split(" (")[0]: line[:5].strip() for line in text.splitlines()}
+    assert set(lines) == {"namespaces", "unprivileged user", "Landlock", "seccomp filter", "audit hook", "limits"}
+    assert lines["audit hook"] == "on"
+    if LINUX:
+        assert lines["seccomp filter"] == "on"
+    if landlock.abi_version() >= 1:
+        assert lines["Landlock"] == "on"
+    if isolation.bwrap:
+        assert lines["namespaces"] == lines["unprivileged user"] == lines["limits"] == "on", text
