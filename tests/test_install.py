@@ -69,8 +69,9 @@ def test_a_venv_built_by_another_python_version_is_rebuilt(tmp_path):
 
 
 def test_pythons_other_than_the_venvs_are_noticed_on_request(tmp_path):
-    other = next((exe for exe in (shutil.which(f"python3.{minor}") for minor in (11, 12, 13, 14))
-                  if exe and _runs_another_version(exe)), None)
+    candidates = [shutil.which(f"python3.{minor}") for minor in (11, 12, 13, 14)]
+    candidates += sorted(str(p) for p in (Path.home() / ".pyenv" / "versions").glob("3.1[1-4]*/bin/python3.1?"))
+    other = next((exe for exe in candidates if exe and _runs_another_version(exe)), None)
     if other is None:
         pytest.skip("only one supported Python on this machine")
     venv = _fake_venv(tmp_path / "venv")
