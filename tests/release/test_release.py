@@ -260,6 +260,13 @@ def _run_lab(release: Path, lab: str, jobs: list[dict], tmp_path: Path) -> dict[
     return results
 
 
+def _given_checker_cells(release: Path, lab: str) -> list:
+    """Given cells (no nbgrader role) that call the course's checker, e.g. the progress view."""
+    nb = nbformat.read(release / "labs" / lab / f"{lab}.ipynb", as_version=4)
+    return [(f"given-{i}", c.source) for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and not _meta(c) and re.search(r"^\s*(from|import) checker", c.source, re.M)]
+
+
 def _lab_cells(release: Path, lab: str):
     """(setup cells, exercise cells, visible check cells) of the released notebook, by grade id."""
     nb = nbformat.read(release / "labs" / lab / f"{lab}.ipynb", as_version=4)
@@ -291,10 +298,13 @@ def test_visible_checks_pass_with_the_solution_and_fail_untouched(release, lab, 
     setup, exercises, checks = _lab_cells(release, lab)
     assert exercises and checks
     solved = _solutions(lab)
+    given = _given_checker_cells(release, lab)  # the progress view runs after the checks
     jobs = [{"name": "untouched", "cells": setup + exercises, "checks": checks},
-            {"name": "solved", "cells": setup + [(gid, solved[gid]) for gid, _ in exercises], "checks": checks}]
+            {"name": "solved", "cells": setup + [(gid, solved[gid]) for gid, _ in exercises], "checks": checks},
+            {"name": "given", "cells": setup + exercises, "checks": given}]
     results = _run_lab(release, lab, jobs, tmp_path)
     assert not results["solved"]["cell_errors"], (lab, results["solved"]["cell_errors"])
+    assert not any(results["given"]["checks"].values()), (lab, results["given"]["checks"])
     failed = {gid: r for gid, r in results["solved"]["checks"].items() if r}
     assert not failed, f"{lab}: visible checks fail on the solution: {failed}"
     passed = [gid for gid, r in results["untouched"]["checks"].items() if not r]
