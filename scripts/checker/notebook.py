@@ -34,9 +34,10 @@ CHECK_ID = re.compile(r"check_ex(\d+)_(\w+)")
 class Outcome:
     """How a cell's last run ended."""
 
-    status: str            # "pass", "fail" (a check failed) or "error" (the cell raised something else)
+    status: str            # "pass", "partial", "fail" (a check failed) or "error" (the cell raised something else)
     message: str = ""      # the failure message, or "Type: message" for another error
     misconception: str = ""
+    points: Optional[float] = None   # for "partial": the points the cell earned
 
 
 # Cell outcomes of this kernel session, by cell id and by source (grade cells are read-only).
@@ -81,8 +82,13 @@ def _after_cell(result) -> None:
     from .compare import CheckFailure
 
     error = result.error_in_exec or result.error_before_exec
+    # A check of several functions may return the points it earned (a float carrying its failure).
+    value = getattr(result, "result", None)
+    partial = getattr(value, "failure", None) if isinstance(value, float) else None
     if isinstance(error, CheckFailure):
         outcome = Outcome("fail", str(error), error.misconception or "")
+    elif error is None and isinstance(partial, CheckFailure):
+        outcome = Outcome("partial", str(partial), partial.misconception or "", float(value))
     elif error is not None:
         outcome = Outcome("error", f"{type(error).__name__}: {error}")
     else:
@@ -95,6 +101,8 @@ def _after_cell(result) -> None:
     if source is not None:
         _by_source[source.strip()] = outcome
     failure, _pending_failure = _pending_failure, None
+    if outcome.status == "partial":
+        failure = error = partial
     if failure is not None and failure is error:
         links = troubleshooting_links(str(failure))
         if links:
@@ -174,7 +182,8 @@ def check_rows(notebook: Path) -> list[CheckRow]:
 def progress_text(rows: list[CheckRow]) -> str:
     """The progress view as plain text (the first line is the count)."""
     passed = [r for r in rows if r.outcome and r.outcome.status == "pass"]
-    points = sum(r.points for r in passed)
+    points = sum(r.points for r in passed) + sum(r.outcome.points or 0.0 for r in rows
+                                                  if r.outcome and r.outcome.status == "partial")
     total = sum(r.points for r in rows)
     lines = [f"{len(passed)} of {len(rows)} checks pass ({points:g} of {total:g} points)"]
     for row in rows:
@@ -194,6 +203,8 @@ def _why(row: CheckRow) -> str:
     if row.outcome.status == "pass":
         return "passes"
     first = row.outcome.message.splitlines()[0] if row.outcome.message else "failed"
+    if row.outcome.status == "partial":
+        first = f"partial credit ({row.outcome.points:g} of {row.points:g} points): {first}"
     if row.outcome.misconception:
         first += f" [{row.outcome.misconception}]"
     return first

@@ -119,6 +119,21 @@ def test_progress_counts_passes_and_names_failures(monkeypatch):
     assert '<a href="../../TROUBLESHOOTING.md#x">' in page
 
 
+def test_partial_credit_counts_its_points_but_not_as_a_pass(monkeypatch):
+    path = lab_notebook("01_backprop")
+    nb = nbformat.read(path, as_version=4)
+    checks = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")
+              and not c.metadata["nbgrader"].get("solution")]
+    monkeypatch.setattr(notebook, "_by_cell_id", {checks[0].id: notebook.Outcome("pass")})
+    monkeypatch.setattr(notebook, "_by_source", {checks[1].source.strip(): notebook.Outcome(
+        "partial", "relu_grad does not match PyTorch autograd: values differ.", "relu-derivative-at-zero", 1.5)})
+    rows = notebook.check_rows(path)
+    text = notebook.progress_text(rows)
+    first_points = rows[0].points
+    assert text.splitlines()[0].startswith(f"1 of {len(checks)} checks pass ({first_points + 1.5:g} of "), text
+    assert f"partial credit (1.5 of {rows[1].points:g} points): relu_grad does not match" in text, text
+
+
 def test_in_an_ipython_shell_a_failure_is_followed_by_its_link_and_counted(monkeypatch, tmp_path):
     """The kernel path end to end, in an in-process IPython shell."""
     from IPython.core.interactiveshell import InteractiveShell
@@ -146,6 +161,35 @@ def test_in_an_ipython_shell_a_failure_is_followed_by_its_link_and_counted(monke
         [links] = [o.data for o in shown.outputs]
         assert '<a href="../TROUBLESHOOTING.md#sign-flipped">' in links["text/html"]
         assert notebook._by_source[code.strip()].misconception == "sign-flipped"
+    finally:
+        shell.events.unregister("post_run_cell", notebook._after_cell)
+        InteractiveShell.clear_instance()
+
+
+def test_in_an_ipython_shell_a_returned_partial_score_is_recorded_with_its_link(monkeypatch, tmp_path):
+    """A check that returns the points it earned (a float carrying its CheckFailure) is partial, not a pass."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    (tmp_path / "TROUBLESHOOTING.md").write_text("# T\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(notebook, "_installed", False)
+    monkeypatch.setattr(notebook, "_by_cell_id", {})
+    monkeypatch.setattr(notebook, "_by_source", {})
+    shell = InteractiveShell.instance()
+    try:
+        assert notebook.install()
+        shell.run_cell("from checker import CheckFailure\n"
+                       "class Points(float):\n    pass\n"
+                       "score = Points(1.5)\n"
+                       "score.failure = CheckFailure('relu_grad: values differ.\\n  Read: "
+                       "TROUBLESHOOTING.md#relu-derivative-at-zero', 'relu-derivative-at-zero')")
+        with capture_output(display=True) as shown:
+            shell.run_cell("score")
+        outcome = notebook._by_source["score"]
+        assert (outcome.status, outcome.points, outcome.misconception) == ("partial", 1.5, "relu-derivative-at-zero")
+        assert any('href="TROUBLESHOOTING.md#relu-derivative-at-zero"' in o.data.get("text/html", "")
+                   for o in shown.outputs), [o.data for o in shown.outputs]
     finally:
         shell.events.unregister("post_run_cell", notebook._after_cell)
         InteractiveShell.clear_instance()
