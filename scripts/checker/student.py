@@ -186,8 +186,13 @@ def _changed(now, before) -> bool:
     now_arrays, before_arrays = _arrays_in(now), _arrays_in(before)
     if now_arrays is None or now_arrays.keys() != before_arrays.keys():
         return True  # the container itself was emptied, extended or re-keyed
-    return any(a.shape != before_arrays[k].shape or not np.array_equal(a, before_arrays[k], equal_nan=True)
-               for k, a in now_arrays.items())
+    return any(a.shape != before_arrays[k].shape or not _same(a, before_arrays[k]) for k, a in now_arrays.items())
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal arrays, NaN equal to NaN where the dtype has one (strings and objects have none)."""
+    numeric = a.dtype.kind in "fc" and b.dtype.kind in "fc"
+    return bool(np.array_equal(a, b, equal_nan=numeric))
 
 
 def unpack(result, name: str, fields: tuple[str, ...]):

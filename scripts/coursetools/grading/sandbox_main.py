@@ -209,7 +209,8 @@ class Runner:
                 else:
                     self.ns[name] = value
         mutated = [k for k, v in originals.items()
-                   if kwargs[k].shape != v.shape or not np.array_equal(kwargs[k], v, equal_nan=True)]
+                   if kwargs[k].shape != v.shape
+                   or not np.array_equal(kwargs[k], v, equal_nan=v.dtype.kind in "fc")]
         messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         tree, out_arrays = self.encode(result)
         return {"status": "ok", "result": tree, "warnings": messages[:20], "mutated": mutated,
