@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import io
 
@@ -106,3 +107,138 @@ class ExerciseCheck:
     def passed(self) -> None:
         """Print the one-line success summary (returns None so a notebook shows it once)."""
         print(summarise(self.exercise, self.matches, self.reference, self.tol, self.cases))
+
+
+# ---------------------------------------------------------------------------
+# Partial credit: an exercise of several functions earns its points per correct function
+# ---------------------------------------------------------------------------
+
+#: Set while a grader scores a grade cell by its value (``scoring_by_value``).
+_SCORING_BY_VALUE: contextvars.ContextVar[object] = contextvars.ContextVar("scoring_by_value", default=None)
+
+
+@contextlib.contextmanager
+def scoring_by_value():
+    """Within the block, a check of several functions that some fail returns a :class:`PartialScore`
+    (the grade cell's value is its points) instead of raising :class:`PartialCredit`."""
+    token = _SCORING_BY_VALUE.set(object())   # also names this cell for the ledger of failed parts
+    try:
+        yield
+    finally:
+        _SCORING_BY_VALUE.reset(token)
+
+
+#: Failed parts of the checks run so far in the current grade cell: {check: {function: failure}}.
+#: A cell calls a check several times (visible, then hidden inputs); its value is the last call's,
+#: so each call scores every failure seen in the cell, not only its own.
+_LEDGER: dict = {"cell": None, "failures": {}}
+
+
+def _cell_key():
+    """What identifies the grade cell being run: the scoring block, or the kernel's execution count."""
+    scoring = _SCORING_BY_VALUE.get()
+    if scoring is not None:
+        return scoring
+    from .notebook import _shell
+    shell = _shell()
+    return ("kernel", shell.execution_count) if getattr(shell, "kernel", None) is not None else None
+
+
+def _with_earlier_failures(check: str, outcomes: dict) -> dict:
+    """``outcomes`` with the failures of earlier calls of ``check`` in this cell (when scoring by value)."""
+    cell = _cell_key()
+    if cell is None:
+        return outcomes
+    if _LEDGER["cell"] != cell:
+        _LEDGER["cell"], _LEDGER["failures"] = cell, {}
+    seen = _LEDGER["failures"].setdefault(check, {})
+    for name, failure in outcomes.items():
+        if failure is not None:
+            seen.setdefault(name, failure)
+    return {name: seen.get(name) for name in outcomes}
+
+
+def _scored_by_value() -> bool:
+    """In a grader's scoring block, or in a Jupyter kernel, where nbgrader reads the cell's value.
+
+    Only a kernel (a shell with a ``kernel``) counts: an IPython shell some other code started in
+    this process does not turn plain ``exec`` of a grade cell into scoring by value.
+    """
+    if _SCORING_BY_VALUE.get() is not None:
+        return True
+    from .notebook import _shell
+    return getattr(_shell(), "kernel", None) is not None
+
+
+class PartialScore(float):
+    """The points a check of several functions earned when some of them fail.
+
+    A float, so the grade cell's last value is what nbgrader (and ``make grade``) take as the
+    cell's score; ``parts`` maps each function to "ok" or the name of its mistake.
+    """
+
+    def __new__(cls, points: float, parts: dict, failure: CheckFailure):
+        score = super().__new__(cls, points)
+        score.parts, score.failure = parts, failure
+        return score
+
+    def __repr__(self) -> str:   # nbgrader parses text/plain as a number: show nothing else
+        return repr(float(self))
+
+    __str__ = __repr__
+
+
+class PartialCredit(CheckFailure):
+    """Raised instead of returning a :class:`PartialScore` outside a scoring context (plain ``exec``):
+    the check still fails, naming the first wrong function's mistake, and carries the points."""
+
+    def __init__(self, score: PartialScore, message: str):
+        super().__init__(message, score.failure.misconception)
+        self.points, self.parts = float(score), score.parts
+
+
+def describe_parts(parts: dict) -> str:
+    """``"sigmoid_grad ok; relu_grad relu-derivative-at-zero"``: one entry per function."""
+    return "; ".join(f"{name} {outcome}" for name, outcome in parts.items())
+
+
+def score_parts(points: float, outcomes: dict, summary=None, check: str = ""):
+    """Points per correct function for a check of several functions.
+
+    Parameters
+    ----------
+    points : float
+        The grade cell's points, shared equally by the functions.
+    outcomes : dict
+        ``{function name: None when right, else its CheckFailure}``, in the exercise's order.
+    summary : callable, optional
+        Prints the success line when every function is right.
+    check : str
+        Names the check in the ledger of the cell's failed parts (several calls in one cell).
+
+    Returns
+    -------
+    None when every function is right (full points); a :class:`PartialScore` when some are;
+    raises the first failure when none is (no points, its message as usual). Outside a
+    scoring context a partial result raises :class:`PartialCredit` instead.
+    """
+    outcomes = _with_earlier_failures(check or ",".join(outcomes), outcomes)
+    failed = {name: f for name, f in outcomes.items() if f is not None}
+    if not failed:
+        if summary is not None:
+            summary()
+        return None
+    first = next(iter(failed.values()))
+    if len(failed) == len(outcomes):
+        raise first
+    parts = {name: "ok" if f is None else (f.misconception or "wrong") for name, f in outcomes.items()}
+    right = len(outcomes) - len(failed)
+    score = PartialScore(points * right / len(outcomes), parts, first)
+    lines = [f"✗ {name}: {failure}" for name, failure in failed.items()]
+    lines.append(f"{right} of {len(outcomes)} functions right ({', '.join(n for n, f in outcomes.items() if f is None)}): "
+                 f"{float(score):g} of {points:g} points.")
+    message = "\n".join(lines)
+    if not _scored_by_value():
+        raise PartialCredit(score, message)
+    print(message)
+    return score

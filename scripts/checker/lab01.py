@@ -19,7 +19,7 @@ import math_utils
 from math_utils import log_softmax, one_hot, sigmoid, softmax
 
 from .compare import CheckFailure, Tolerance
-from .exercise import ExerciseCheck, charges_once
+from .exercise import ExerciseCheck, charges_once, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -136,36 +136,53 @@ def _activation_inputs(seed, shape):
     return rng.permutation(z).reshape(shape)
 
 
+#: The points of Exercise 2's grade cell, shared by its four functions (partial credit per function).
+ACTIVATION_GRADS_POINTS = 2.0
+
+
 def check_activation_grads(sigmoid_grad, tanh_grad, relu_grad, leaky_relu_grad, seed=0, shape=(4, 5),
                            negative_slope=0.2):
-    """Check the four derivative functions elementwise against autograd.
+    """Check the four derivative functions elementwise against autograd, each for its own points.
 
     The inputs contain exact zeros (where ReLU's derivative convention matters)
-    and values of magnitude 1e3 (where a naive sigmoid overflows).
+    and values of magnitude 1e3 (where a naive sigmoid overflows). When some functions are
+    right and others wrong, it returns their points (a :class:`PartialScore`, counting every
+    call of the grade cell), which nbgrader and ``make grade`` take as the cell's score
+    (checker.exercise.score_parts).
     """
     check = ExerciseCheck("activation derivatives")
     z = _activation_inputs(seed, shape)
-    s = negative_slope
-    specs = [
-        ("sigmoid_grad", sigmoid_grad, {}, torch.sigmoid,
-         {"grad-wrt-activation-output": sigmoid(sigmoid(z)) * (1 - sigmoid(sigmoid(z)))}),
-        ("tanh_grad", tanh_grad, {}, torch.tanh,
-         {"grad-wrt-activation-output": 1 - np.tanh(np.tanh(z)) ** 2}),
-        ("relu_grad", relu_grad, {}, torch.relu,
-         {"relu-derivative-wrong-side": [(z < 0) * 1.0, (z <= 0) * 1.0],
-          "relu-derivative-at-zero": (z >= 0) * 1.0}),
-        ("leaky_relu_grad", leaky_relu_grad, {"negative_slope": s},
-         lambda t: torch.nn.functional.leaky_relu(t, s),
-         {"relu-derivative-wrong-side": [np.where(z > 0, s, 1.0), np.where(z >= 0, s, 1.0)],
-          "relu-derivative-at-zero": np.where(z >= 0, 1.0, s)}),
-    ]
-    for name, fn, extra, torch_fn, variants in specs:
-        call = call_student(fn, name, z=z, **extra)
-        expected = _grad_of(torch_fn, z)
-        check.compare(f"d {name.replace('_grad', '')}/dz", call.result, expected, call,
-                      variants=exclusive(variants, expected))
+    functions = {"sigmoid_grad": sigmoid_grad, "tanh_grad": tanh_grad, "relu_grad": relu_grad,
+                 "leaky_relu_grad": leaky_relu_grad}
+    outcomes = {}
+    for name, fn in functions.items():
+        try:
+            _check_activation_grad(check, name, fn, z, negative_slope)
+            outcomes[name] = None
+        except CheckFailure as failure:
+            outcomes[name] = failure
     check.cases = 1
-    return check.passed()
+    return score_parts(ACTIVATION_GRADS_POINTS, outcomes, check.passed, "check_activation_grads")
+
+
+def _check_activation_grad(check, name, fn, z, s):
+    """Compare one derivative function at ``z`` with autograd (``s``: LeakyReLU's negative slope)."""
+    specs = {
+        "sigmoid_grad": ({}, torch.sigmoid,
+                         {"grad-wrt-activation-output": sigmoid(sigmoid(z)) * (1 - sigmoid(sigmoid(z)))}),
+        "tanh_grad": ({}, torch.tanh, {"grad-wrt-activation-output": 1 - np.tanh(np.tanh(z)) ** 2}),
+        "relu_grad": ({}, torch.relu,
+                      {"relu-derivative-wrong-side": [(z < 0) * 1.0, (z <= 0) * 1.0],
+                       "relu-derivative-at-zero": (z >= 0) * 1.0}),
+        "leaky_relu_grad": ({"negative_slope": s}, lambda t: torch.nn.functional.leaky_relu(t, s),
+                            {"relu-derivative-wrong-side": [np.where(z > 0, s, 1.0), np.where(z >= 0, s, 1.0)],
+                             "relu-derivative-at-zero": np.where(z >= 0, 1.0, s)}),
+    }
+    extra, torch_fn, variants = specs[name]
+    call = call_student(fn, name, z=z, **extra)
+    expected = _grad_of(torch_fn, z)
+    check.compare(f"d {name.replace('_grad', '')}/dz", call.result, expected, call,
+                  variants=exclusive(variants, expected))
 
 
 # ---------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from math_utils import log_softmax, log_sum_exp, one_hot, sigmoid, softmax
 
-from .exercise import ExerciseCheck, charges_once
+from .compare import CheckFailure
+from .exercise import ExerciseCheck, charges_once, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -123,6 +124,20 @@ def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, s
 # ---------------------------------------------------------------------------
 # Exercise 2: temperature
 # ---------------------------------------------------------------------------
+
+
+#: Grade-cell points of the checks that score each of their functions separately (partial credit:
+#: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the notebook's.
+POINTS = {"check_entropy_kl": 3.0, "check_mle": 2.0}
+
+
+def _outcome(part) -> CheckFailure | None:
+    """None when ``part()`` (the comparisons of one function) passes, else its failure."""
+    try:
+        part()
+    except CheckFailure as failure:
+        return failure
+    return None
 
 
 #: Exercise 1's functions as a correct submission has them. Later exercises call the student's own
@@ -326,25 +341,33 @@ def check_entropy_kl(entropy, kl_divergence, seed=0, n=4, c=5):
     """
     check = ExerciseCheck("entropy and kl_divergence", reference="torch entr / kl_div")
     p, q, p_zeros = _distributions(seed, n, c)
-    for label, dist in (("p > 0", p), ("p with zeros", p_zeros)):
-        call = call_student(entropy, "entropy", p=dist)
-        expected = _entropy_torch(dist)
-        safe = np.where(dist > 0, dist, 1.0)
-        check.compare("H(p)", call.result, expected, call, case=label,
-                      variants=exclusive({"log-base-two": expected / np.log(2.0),
-                                          # summed over the batch axis: one value per class (n != c)
-                                          "wrong-axis-reduction": -np.sum(dist * np.log(safe), axis=0)
-                                          if dist.shape[0] != dist.shape[1] else None}, expected))
-        check.cases += 1
-        call = call_student(kl_divergence, "kl_divergence", p=dist, q=q)
-        expected = _kl_torch(dist, q)
-        check.compare("KL(p || q)", call.result, expected, call, case=label,
-                      variants=exclusive({"kl-arguments-swapped": _kl_numpy(q, dist) if label == "p > 0" else None,
-                                          "log-base-two": expected / np.log(2.0)}, expected))
-        if label == "p > 0":
-            call = call_student(kl_divergence, "kl_divergence", p=dist, q=dist.copy())
-            check.compare("KL(p || p)", call.result, np.zeros(n), call, case="q = p")
-    return check.passed()
+    cases = (("p > 0", p), ("p with zeros", p_zeros))
+
+    def entropy_part():
+        for label, dist in cases:
+            call = call_student(entropy, "entropy", p=dist)
+            expected = _entropy_torch(dist)
+            safe = np.where(dist > 0, dist, 1.0)
+            check.compare("H(p)", call.result, expected, call, case=label,
+                          variants=exclusive({"log-base-two": expected / np.log(2.0),
+                                              # summed over the batch axis: one value per class (n != c)
+                                              "wrong-axis-reduction": -np.sum(dist * np.log(safe), axis=0)
+                                              if dist.shape[0] != dist.shape[1] else None}, expected))
+
+    def kl_part():
+        for label, dist in cases:
+            call = call_student(kl_divergence, "kl_divergence", p=dist, q=q)
+            expected = _kl_torch(dist, q)
+            check.compare("KL(p || q)", call.result, expected, call, case=label,
+                          variants=exclusive({"kl-arguments-swapped": _kl_numpy(q, dist) if label == "p > 0" else None,
+                                              "log-base-two": expected / np.log(2.0)}, expected))
+            if label == "p > 0":
+                call = call_student(kl_divergence, "kl_divergence", p=dist, q=dist.copy())
+                check.compare("KL(p || p)", call.result, np.zeros(n), call, case="q = p")
+
+    outcomes = {"entropy": _outcome(entropy_part), "kl_divergence": _outcome(kl_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_entropy_kl"], outcomes, check.passed, "check_entropy_kl")
 
 
 # ---------------------------------------------------------------------------
@@ -409,18 +432,23 @@ def check_mle(bernoulli_mle, gaussian_mle, seed=0, n_samples=10):
     if float(params.grad.abs().max()) > 1e-8:
         raise RuntimeError("internal: the reference MLE is not a stationary point of the NLL")
 
-    call = call_student(bernoulli_mle, "bernoulli_mle", x=flips)
-    check.compare("p_hat", _scalar(call.result), p_ref.item(), call,
-                  case=f"n={n_samples}")
-    call = call_student(gaussian_mle, "gaussian_mle", x=x)
-    mu_hat, var_hat = unpack(call.result, "gaussian_mle", ("mu_hat", "var_hat"))
-    check.compare("mu_hat", _scalar(mu_hat), mu_ref.item(), call, case=f"n={n_samples}")
-    check.compare("var_hat", _scalar(var_hat), var_ref.item(), call,
-                  case=f"n={n_samples}",
-                  variants=exclusive({"mle-unbiased-variance": var_ref.item() * n_samples / (n_samples - 1),
-                                      "std-used-as-variance": np.sqrt(var_ref.item())}, var_ref.item()))
+    def bernoulli_part():
+        call = call_student(bernoulli_mle, "bernoulli_mle", x=flips)
+        check.compare("p_hat", _scalar(call.result), p_ref.item(), call,
+                      case=f"n={n_samples}")
+
+    def gaussian_part():
+        call = call_student(gaussian_mle, "gaussian_mle", x=x)
+        mu_hat, var_hat = unpack(call.result, "gaussian_mle", ("mu_hat", "var_hat"))
+        check.compare("mu_hat", _scalar(mu_hat), mu_ref.item(), call, case=f"n={n_samples}")
+        check.compare("var_hat", _scalar(var_hat), var_ref.item(), call,
+                      case=f"n={n_samples}",
+                      variants=exclusive({"mle-unbiased-variance": var_ref.item() * n_samples / (n_samples - 1),
+                                          "std-used-as-variance": np.sqrt(var_ref.item())}, var_ref.item()))
+
+    outcomes = {"bernoulli_mle": _outcome(bernoulli_part), "gaussian_mle": _outcome(gaussian_part)}
     check.cases = 1
-    return check.passed()
+    return score_parts(POINTS["check_mle"], outcomes, check.passed, "check_mle")
 
 
 # ---------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import pytest
 
 from coursetools.grading import cli
 from coursetools.paths import lab_ids
+from fixtures.cascades import CASCADES, PARTIAL_CHECK, PARTIAL_LAB, PARTS, RELU_AT_ZERO
 from fixtures.mistakes import MISTAKES
 from fixtures.notebooks import group_mistakes, representatives, run_checks, solution_sources, submission
 
@@ -28,6 +29,10 @@ def class_results(tmp_path_factory):
     for lab in LABS:
         students = {"solution": [], "stub": None}
         students.update({f"mistakes{i}": g for i, g in enumerate(group_mistakes(lab, representatives(lab)))})
+        if lab in CASCADES:
+            students["cascade"] = [CASCADES[lab].mistake]
+        if lab == PARTIAL_LAB:
+            students["partial"] = [RELU_AT_ZERO]
         for student, group in students.items():
             nb = submission(lab, solved=False) if group is None else submission(lab, group)
             path = submitted / student / lab / f"{lab}.ipynb"
@@ -40,12 +45,12 @@ def class_results(tmp_path_factory):
         rows = list(csv.DictReader(f))
     with open(out / "grades.csv", newline="", encoding="utf-8") as f:
         totals = {(r["student"], r["lab"]): r for r in csv.DictReader(f)}
-    return expected, rows, totals
+    return expected, rows, totals, out
 
 
 @pytest.mark.parametrize("lab", LABS)
 def test_solution_full_marks_and_stub_zero(class_results, lab):
-    _, _, totals = class_results
+    _, _, totals, _ = class_results
     solution, stub = totals[("solution", lab)], totals[("stub", lab)]
     assert solution["status"] == "graded" and solution["score"] == solution["max_score"], solution
     assert stub["status"] == "graded" and float(stub["score"]) == 0, stub
@@ -53,7 +58,7 @@ def test_solution_full_marks_and_stub_zero(class_results, lab):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_grader_and_in_process_checks_agree_on_every_cell(class_results, lab):
-    expected, rows, _ = class_results
+    expected, rows, _, _ = class_results
     for r in rows:
         if r["lab"] != lab or (r["student"], lab) not in expected:
             continue
@@ -61,5 +66,33 @@ def test_grader_and_in_process_checks_agree_on_every_cell(class_results, lab):
         if want is None:
             assert float(r["score"]) == float(r["max_score"]), r
         else:
-            assert float(r["score"]) == 0, r
+            if r["parts"]:  # several functions, some of them right: partial credit
+                assert 0 < float(r["score"]) < float(r["max_score"]), r
+            else:
+                assert float(r["score"]) == 0, r
             assert r["misconception"] == want, r
+
+
+@pytest.mark.parametrize("lab", [lab for lab in LABS if lab in CASCADES])
+def test_a_mistake_is_charged_once(class_results, lab):
+    """The cascade submission: the later exercises that call the faulty earlier function keep their
+    points under the grader, and its feedback says they are right given a correct one."""
+    _, rows, _, out = class_results
+    cascade = CASCADES[lab]
+    scores = {r["question"]: r for r in rows if r["student"] == "cascade" and r["lab"] == lab}
+    assert float(scores[cascade.mistake.check]["score"]) == 0, scores[cascade.mistake.check]
+    for gid in cascade.keeps:
+        assert float(scores[gid]["score"]) == float(scores[gid]["max_score"]) > 0, scores[gid]
+    feedback = (out / "feedback" / "cascade" / lab / f"{lab}.html").read_text(encoding="utf-8")
+    assert feedback.count(f"correct given a correct `{cascade.blamed}`") >= len(cascade.keeps)
+
+
+@pytest.mark.skipif(PARTIAL_LAB not in LABS, reason="no fixtures for that lab")
+def test_partial_credit_per_function(class_results):
+    """Three of Exercise 2's four derivatives right: 3/4 of its points, parts shown, gradebook agrees."""
+    _, rows, totals, _ = class_results
+    row = next(r for r in rows if r["student"] == "partial" and r["lab"] == PARTIAL_LAB
+               and r["question"] == PARTIAL_CHECK)
+    assert float(row["score"]) == pytest.approx(0.75 * float(row["max_score"])), row
+    assert row["parts"] == PARTS and row["misconception"] == "relu-derivative-at-zero", row
+    assert totals[("partial", PARTIAL_LAB)]["status"] == "graded", "nbgrader's gradebook agrees with the grader"

@@ -208,7 +208,8 @@ def main(argv=None) -> int:
                     status, reason = "error", f"gradebook disagrees with the grader on {v['grade_id']}"
                 question_rows.append({"student": r["student"], "lab": lab, "question": v["grade_id"],
                                       "score": v["points"], "max_score": v["max_points"],
-                                      "misconception": v["misconception"] if not v["passed"] else ""})
+                                      "misconception": v["misconception"] if not v["passed"] else "",
+                                      "parts": v.get("parts", "")})
             rows.append({"student": r["student"], "lab": lab, "score": sum(v["points"] for v in r["verdicts"]),
                          "max_score": sum(v["max_points"] for v in r["verdicts"]), "status": status,
                          "reason": reason})

@@ -47,6 +47,13 @@ class InjectVerdicts(NbGraderPreprocessor):
                 if v["passed"]:
                     if v["message"]:
                         cell.outputs.append(new_output("stream", name="stdout", text=v["message"] + "\n"))
+                elif v["points"] > 0:
+                    # Partial credit (some of an exercise's functions right): nbgrader scores a cell
+                    # whose value is a number by that number, so the gradebook records these points.
+                    if v["message"]:
+                        cell.outputs.append(new_output("stream", name="stdout", text=v["message"] + "\n"))
+                    cell.outputs.append(new_output("execute_result", data={"text/plain": repr(float(v["points"]))},
+                                                   execution_count=None))
                 else:
                     cell.outputs.append(new_output("error", ename="AssertionError", evalue=v["message"],
                                                    traceback=["AssertionError: " + v["message"]]))

@@ -94,7 +94,7 @@ def write_csvs(out: Path, rows: list[dict], question_rows: list[dict]) -> None:
         w.writeheader()
         w.writerows({k: csv_cell(v) for k, v in r.items()} for r in rows)
     with open(out / "grades_by_question.csv", "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, ["student", "lab", "question", "score", "max_score", "misconception"])
+        w = csv.DictWriter(f, ["student", "lab", "question", "score", "max_score", "misconception", "parts"])
         w.writeheader()
         w.writerows({k: csv_cell(v) for k, v in r.items()} for r in question_rows)
 

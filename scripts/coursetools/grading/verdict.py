@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
+import numbers
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
 from checker.compare import CheckFailure
+from checker.exercise import describe_parts, scoring_by_value
 
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .remote import SubmissionNames
@@ -29,6 +32,7 @@ class Verdict:
     passed: bool
     message: str = ""        # the check's failure message, or its success line(s)
     misconception: str = ""  # catalogue name when the check recognised one
+    parts: str = ""          # per function of a several-function check: "sigmoid_grad ok; relu_grad <mistake>"
 
 
 @dataclass
@@ -113,6 +117,29 @@ class SubmissionRunner:
             self.sandbox.close()
 
 
+def _run_cell(source: str, label: str, ns: dict, local) -> object:
+    """Run a grade cell as IPython does: every statement, then the value of a trailing expression
+    (None when the cell ends otherwise). That value is what nbgrader takes as partial credit."""
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, label, "exec"), ns, local)
+    if last is None:
+        return None
+    return eval(compile(ast.Expression(last.value), label, "eval"), ns, local)
+
+
+def _verdict_of_value(cell, value, message: str) -> Verdict:
+    """Full points, or, when the cell's value is a number (nbgrader's partial credit), that many
+    points within [0, cell.points]; a check of several functions records which are right."""
+    parts = getattr(value, "parts", None)
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        return Verdict(cell.grade_id, cell.points, cell.points, True, message)
+    points = min(max(float(value), 0.0), float(cell.points))
+    failure = getattr(value, "failure", None)
+    return Verdict(cell.grade_id, points, cell.points, points == cell.points, message,
+                   getattr(failure, "misconception", "") or "", describe_parts(parts) if parts else "")
+
+
 def _explain_missing(name: str, runner: SubmissionRunner) -> tuple[str, str]:
     """Why ``name`` is missing, and the misconception: a failed cell's error, if any, says it."""
     failed = [f"{gid}: {out.splitlines()[-1]}" for gid, out in runner.cell_outputs.items()
@@ -149,9 +176,9 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
                 sandbox = runner.ensure()
                 local = SubmissionNames(sandbox, runner.names, trusted.globals())
                 ns = trusted.globals()
-                with contextlib.redirect_stdout(out):
-                    exec(compile(cell.source, f"<grade {cell.grade_id}>", "exec"), ns, local)
-                verdict = Verdict(cell.grade_id, cell.points, cell.points, True, out.getvalue().strip())
+                with contextlib.redirect_stdout(out), scoring_by_value():
+                    value = _run_cell(cell.source, f"<grade {cell.grade_id}>", ns, local)
+                verdict = _verdict_of_value(cell, value, out.getvalue().strip())
             except CheckFailure as failure:
                 verdict = Verdict(cell.grade_id, 0.0, cell.points, False, str(failure),
                                   failure.misconception or "")
