@@ -642,6 +642,17 @@ CATALOGUE: list[Misconception] = [
         "Count epochs without improvement since the LAST improvement: set wait = 0 whenever a new best "
         "is recorded, and add 1 otherwise.",
         variant("early-stopping-wait-not-reset"), ("06_training_dynamics",)),
+    Misconception(
+        "overfit-threshold-inclusive",
+        "a row whose loss equals the threshold flagged as suspect (>= where the rule says strictly above)",
+        "Flag a row when its final loss is strictly above the threshold: np.flatnonzero(final_losses > threshold).",
+        variant("overfit-threshold-inclusive"), ("06_training_dynamics",)),
+    Misconception(
+        "overfit-flag-by-accuracy",
+        "suspect rows chosen by a wrong arg-max instead of by their loss, which flags one row of a conflicting pair",
+        "Flag by each row's final cross-entropy: both rows of one input with two labels stay near ln 2, but the "
+        "arg-max gets one of them right.",
+        variant("overfit-flag-by-accuracy"), ("06_training_dynamics",)),
     # -- end of lab 06 entries --
     # -- lab 07 entries (variants and lab-specific detectors) ---------------
     Misconception(

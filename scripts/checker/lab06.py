@@ -58,7 +58,7 @@ __all__ = [
     "NUMPY_ONLY", "VARIANCE_TOL", "ACTIVATION_TOL", "DIAGNOSIS_OPTIONS",
     "check_init", "check_grad_norms", "check_warmup_clipping", "check_nan_locator",
     "check_accumulation", "check_early_stopping", "check_diagnosis",
-    "meanfield_rms", "regression_data",
+    "meanfield_rms", "regression_data", "check_overfit_batch", "planted_label_bug",
 ]
 
 
@@ -664,4 +664,133 @@ def check_diagnosis(diagnosis, scenario, calls=1):
     except CheckFailure as failure:
         raise CheckFailure(f"{failure}\n  Why not ({choice}): {why_not[choice]}.", failure.misconception) from None
     check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 10: overfit one batch, and the label bug it exposes
+# ---------------------------------------------------------------------------
+
+
+def planted_label_bug(seed: int, n_samples: int, n_in: int, n_classes: int, n_conflicts: int = 1):
+    """A classification batch with a planted label bug (trusted course code).
+
+    The bug is the one a merge of two annotation files produces: ``n_conflicts`` inputs appear
+    twice in the batch, each time with a different label. No network can fit both copies (it
+    gives identical inputs identical outputs), so the best it can do on such a pair is a
+    probability near 1/2 for each label, a cross-entropy near ln 2 on both rows.
+
+    Parameters
+    ----------
+    seed, n_samples, n_in, n_classes : int
+    n_conflicts : int, default 1
+        Number of duplicated inputs with conflicting labels (0: a clean batch).
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_in), float64
+    labels : int64 ndarray of shape (n_samples,)
+    conflicting : int64 ndarray
+        Sorted indices of the ``2 * n_conflicts`` rows involved.
+    """
+    rng = np.random.default_rng(seed + 6100)
+    X = rng.normal(size=(n_samples, n_in))
+    labels = rng.integers(0, n_classes, size=n_samples)
+    rows = rng.choice(n_samples, size=2 * n_conflicts, replace=False)
+    for original, copy in rows.reshape(-1, 2):
+        X[copy] = X[original]
+        labels[copy] = (labels[original] + 1 + rng.integers(0, n_classes - 1)) % n_classes
+    return X, labels.astype(np.int64), np.sort(rows).astype(np.int64)
+
+
+def _reference_overfit(weights, biases, X, labels, n_steps, lr, mistake=None):
+    """Adam on one batch (mean cross-entropy, ReLU MLP): losses before each update and the
+    per-example cross-entropy after the last one (trusted code; ``mistake`` gives a variant)."""
+    model = build_mlp(weights, biases, "relu")
+    X, y = _t(X), torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(n_steps):
+        if mistake != "missing-zero-grad":
+            optimizer.zero_grad()
+        loss = F.cross_entropy(model(X), y)
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        logits = model(X)
+        final = F.cross_entropy(logits, y, reduction="none").numpy().copy()
+    return np.array(losses), final, logits.numpy().argmax(axis=1)
+
+
+def _indicator(indices, n: int) -> np.ndarray:
+    flags = np.zeros(n)
+    flags[np.asarray(indices, dtype=np.int64)] = 1.0
+    return flags
+
+
+#: Visible cases: (seed, sizes, n_samples, n_conflicts, n_steps, lr, threshold). "tie" sets the threshold
+#: to one example's final loss exactly (the check's reference value), so "above" must be strict.
+OVERFIT_CASES = ((0, (5, 24, 24, 3), 7, 1, 80, 0.02, 0.25), (1, (4, 16, 16, 5), 9, 0, 60, 0.02, "tie"))
+
+
+def check_overfit_batch(overfit_and_flag, cases=OVERFIT_CASES):
+    """Check ``overfit_and_flag(weights, biases, X, labels, n_steps, lr, threshold) -> (losses,
+    final_losses, suspects)`` against the same Adam loop in float64 torch: the mean cross-entropy
+    before every update, every example's cross-entropy after the last update, and the indices whose
+    final loss is strictly above ``threshold`` — which must be exactly the rows of the planted label bug
+    (:func:`planted_label_bug`).
+    """
+    check = ExerciseCheck("overfit_and_flag", reference="the torch.optim.Adam loop", tol=LOOP_TOL)
+    for seed, sizes, n_samples, n_conflicts, n_steps, lr, threshold in cases:
+        weights, biases = mlp_weights(sizes, seed + 7, "he", bias_std=0.1)
+        X, labels, conflicting = planted_label_bug(seed, n_samples, sizes[0], sizes[-1], n_conflicts)
+        losses, final, predicted = _reference_overfit(weights, biases, X, labels, n_steps, lr)
+        tie = threshold == "tie"
+        if tie:
+            clean = np.setdiff1d(np.arange(n_samples), conflicting)
+            threshold = float(np.sort(final[clean])[clean.size // 2])  # a clean example's loss, exactly
+        flagged = np.flatnonzero(final > threshold)
+        # The course's own guarantee: with a threshold between ln 2 and the clean rows' losses, the
+        # reference run flags exactly the planted rows (a failure here is a bug in the course, not yours).
+        assert tie or np.array_equal(flagged, conflicting), (seed, flagged, conflicting)
+        call = call_student(overfit_and_flag, "overfit_and_flag", weights=weights, biases=biases, X=X,
+                            labels=labels, n_steps=n_steps, lr=lr, threshold=threshold)
+        result = call.result
+        if not isinstance(result, (tuple, list)) or len(result) != 3:
+            raise CheckFailure(f"overfit_and_flag must return a tuple (losses, final_losses, suspects); it returned "
+                               f"a {describe_type(result)}.", "wrong-return-type")
+        for item in result:
+            refuse_tensor(item, "overfit_and_flag")
+        got_losses = _as_array(result[0], "overfit_and_flag")
+        got_final = _as_array(result[1], "overfit_and_flag")
+        suspects = np.asarray(result[2])
+        if suspects.ndim != 1 or (suspects.size and suspects.dtype.kind not in "iu"):
+            raise CheckFailure(f"overfit_and_flag must return the suspects as a 1-D array of int indices; it returned "
+                               f"a {describe_type(result[2])} of dtype {suspects.dtype} and shape {suspects.shape}.",
+                               "wrong-return-type")
+        if suspects.size and (suspects.min() < 0 or suspects.max() >= n_samples):
+            raise CheckFailure(f"overfit_and_flag returned suspect indices {suspects.tolist()}; they must be row "
+                               f"indices of the batch, 0 to {n_samples - 1}.", "wrong-return-type")
+        case = (f"sizes {'-'.join(map(str, sizes))}, N={n_samples}, n_steps={n_steps}, lr={lr}, "
+                f"threshold={threshold:.6g}, planted conflicting rows {conflicting.tolist()}")
+        zero_grad_run = _reference_overfit(weights, biases, X, labels, n_steps, lr, mistake="missing-zero-grad")
+        check.compare("mean cross-entropy before every update", got_losses, losses, call, case=case,
+                      mean_count=n_samples, variants=exclusive({"missing-zero-grad": zero_grad_run[0]}, losses))
+        check.compare("per-example cross-entropy after the last update", got_final, final, call, case=case,
+                      variants=exclusive({"missing-zero-grad": zero_grad_run[1]}, final))
+        got_flags = _indicator(suspects, n_samples)
+        # Judged on the student's own final losses (which match the reference to LOOP_TOL), so a loss
+        # equal to the threshold in their run is a tie in their run: "above" means strictly above.
+        own_rule = _indicator(np.flatnonzero(got_final > threshold), n_samples)
+        variants = exclusive({"overfit-threshold-inclusive": _indicator(np.flatnonzero(got_final >= threshold),
+                                                                        n_samples),
+                              "overfit-flag-by-accuracy": _indicator(np.flatnonzero(predicted != labels),
+                                                                     n_samples)}, own_rule)
+        check.compare("suspect rows (1 = flagged) from your final losses", got_flags, own_rule, call, case=case,
+                      tol=EXACT_TOL, require_float64=False, variants=variants)
+        check.compare("suspect rows (1 = flagged) against the reference run", got_flags,
+                      _indicator(flagged, n_samples), call, case=case, tol=EXACT_TOL, require_float64=False,
+                      variants=variants)
+        check.cases += 1
     return check.passed()
