@@ -577,7 +577,9 @@ def test_launch_files_pin_the_runtime_only_with_cpu_torch(release):
 
     import yaml
 
-    runtime = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"])
+    runtime = set(release_tool.runtime_pins())
+    instructor = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
+    assert runtime <= set(instructor) and any(p.startswith("torch==") for p in runtime)
     project = tomllib.loads((release / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert set(project["dependencies"]) == runtime and "optional-dependencies" not in project
     lines = [line.strip() for line in (release / "binder" / "requirements.txt").read_text().splitlines()
