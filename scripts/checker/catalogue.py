@@ -406,6 +406,28 @@ CATALOGUE: list[Misconception] = [
         "Read self.lr (and every hyper-parameter) inside step(), each time it runs: a scheduler changes "
         "opt.lr between steps, and a factor like 1 - lr * weight_decay must use the current rate.",
         variant("hyperparameter-cached"), ("02_optimizers",)),
+    Misconception(
+        "linear-decay-over-total",
+        "the linear decay after warmup spread over total_steps instead of the total_steps - warmup_steps left",
+        "After warmup use peak_lr * max(0, (total_steps - step) / (total_steps - warmup_steps)): the decay "
+        "starts at peak_lr at step warmup_steps and reaches 0 exactly at total_steps.",
+        variant("linear-decay-over-total"), ("02_optimizers",)),
+    Misconception(
+        "lr-scaling-sqrt",
+        "the learning rate scaled with the square root of the batch-size ratio where the linear rule was asked for",
+        "The linear scaling rule multiplies the learning rate by the same factor as the batch size: "
+        "base_lr * batch_size / base_batch_size.",
+        variant("lr-scaling-sqrt"), ("02_optimizers",)),
+    Misconception(
+        "clip-value-one-sided",
+        "clipping by value that caps only the positive side (np.minimum(g, c)), leaving large negative entries",
+        "Clamp to both sides: np.clip(g, -clip_value, clip_value).",
+        variant("clip-value-one-sided"), ("02_optimizers",)),
+    Misconception(
+        "angle-in-radians",
+        "an angle returned in radians where degrees were asked for",
+        "Convert at the end: np.degrees(np.arccos(cosine)) (and clip the cosine to [-1, 1] first).",
+        variant("angle-in-radians"), ("02_optimizers",)),
     # -- end of lab 02 entries --
     # -- lab 03 entries (variants and lab-specific detectors) ---------------
     Misconception(

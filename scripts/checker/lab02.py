@@ -610,3 +610,139 @@ def check_clip_grad_norm(clip_grad_norm, seed=0, shapes=_CLIP_SHAPES, cases=_CLI
                                               "clip-norm-missing-epsilon": no_eps[i]}, expected))
         check.cases += 1
     return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 10: the fine-tuning schedule, MultiStepLR, the linear scaling rule
+# ---------------------------------------------------------------------------
+
+
+def _warmup_linear_decay(t, peak, warmup, total, horizon=None):
+    """Linear warmup from 0, then linear decay to 0 at ``total`` (``horizon``: the decay's length, for a variant)."""
+    if t < warmup:
+        return peak * t / warmup
+    horizon = total - warmup if horizon is None else horizon
+    return peak * max(0.0, (total - t) / horizon)
+
+
+def _multistep(t, base, milestones, gamma):
+    return base * gamma ** sum(1 for m in milestones if m <= t)
+
+
+def check_finetune_schedules(warmup_linear_decay_lr, multistep_lr, scaled_lr, peak_lr=0.4, warmup_steps=6,
+                             total_steps=27, milestones=(5, 11, 19), gamma=0.3,
+                             batch_cases=((0.1, 256, 1024), (0.3, 64, 24), (0.05, 96, 96))):
+    """Check the fine-tuning recipe against ``LambdaLR``, ``MultiStepLR`` against torch's, and the linear
+    scaling rule ``lr * batch_size / base_batch_size``.
+
+    The schedules run a few steps past ``total_steps`` (the decay must stay at 0) and ``milestones`` holds a
+    step equal to ``warmup_steps - 1`` or others in range, so a milestone falls exactly on a step.
+    """
+    check = ExerciseCheck("warmup_linear_decay_lr / multistep_lr / scaled_lr", reference="torch.optim.lr_scheduler")
+    n = total_steps + 4
+    steps = np.arange(n)
+
+    def lam(t):  # the fine-tuning recipe, as Hugging Face's get_linear_schedule_with_warmup writes it
+        return t / warmup_steps if t < warmup_steps else max(0.0, (total_steps - t) / (total_steps - warmup_steps))
+
+    expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lam), peak_lr, n)
+    kwargs = dict(peak_lr=peak_lr, warmup_steps=warmup_steps, total_steps=total_steps)
+    _compare_schedule(check, "learning rate (warmup then linear decay)", warmup_linear_decay_lr,
+                      "warmup_linear_decay_lr", steps, expected, kwargs,
+                      lambda t: _warmup_linear_decay(t, peak_lr, warmup_steps, total_steps),
+                      f"peak_lr={peak_lr}, warmup_steps={warmup_steps}, total_steps={total_steps}, steps 0..{n - 1}",
+                      reference="torch LambdaLR",
+                      extra_variants={"linear-decay-over-total": np.array(
+                          [_warmup_linear_decay(t, peak_lr, warmup_steps, total_steps, horizon=total_steps)
+                           for t in steps])})
+    expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma), peak_lr, n)
+    kwargs = dict(base_lr=peak_lr, milestones=list(milestones), gamma=gamma)
+    _compare_schedule(check, "learning rate (MultiStepLR)", multistep_lr, "multistep_lr", steps, expected, kwargs,
+                      lambda t: _multistep(t, peak_lr, milestones, gamma),
+                      f"base_lr={peak_lr}, milestones={list(milestones)}, gamma={gamma}, steps 0..{n - 1}",
+                      reference="torch MultiStepLR")
+    for base_lr, base_batch, batch in batch_cases:
+        call = call_student(scaled_lr, "scaled_lr", base_lr=base_lr, base_batch_size=base_batch, batch_size=batch)
+        got = _scalar(call.result)
+        if got is None:
+            raise CheckFailure(f"scaled_lr must return a float; it returned a {describe_type(call.result)}.",
+                               "wrong-return-type")
+        want = base_lr * batch / base_batch
+        check.compare("scaled learning rate", got, want, call, require_float64=False,
+                      case=f"base_lr={base_lr}, base_batch_size={base_batch}, batch_size={batch}",
+                      reference="the linear scaling rule", variants=exclusive(
+                          {"lr-scaling-sqrt": base_lr * np.sqrt(batch / base_batch)}, want))
+        check.cases += 1
+    return check.passed()
+
+
+# ---------------------------------------------------------------------------
+# Exercise 11: clipping by value against clipping by norm
+# ---------------------------------------------------------------------------
+
+#: Angles near 0 come out of arccos with an error up to about 1e-6 degrees (arccos is steep near 1).
+ANGLE_TOL = Tolerance(atol=1e-5, rtol=1e-9)
+
+_VALUE_SHAPES = ((3, 4), (5,), (7, 1))
+#: (scale of the gradients, clip_value, max_norm); None for max_norm = the global norm itself (a tie).
+_VALUE_CASES = ((1.0, 0.5, 1.5), (0.3, 5.0, None))
+
+
+def _angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Angle between two vectors in degrees, by the formula that stays accurate near 0 and 180 degrees."""
+    ua, ub = a / a.norm(), b / b.norm()
+    return float(torch.rad2deg(2.0 * torch.atan2((ua - ub).norm(), (ua + ub).norm())))
+
+
+def check_clip_value(clip_grad_value, direction_change, seed=0, shapes=_VALUE_SHAPES, cases=_VALUE_CASES):
+    """Check ``clip_grad_value(grads, clip_value) -> list`` against ``torch.nn.utils.clip_grad_value_`` and
+    ``direction_change(grads, clipped) -> degrees`` against a float64 torch angle, for clipping by value and
+    by global norm (``clip_grad_norm_``). Some entries sit exactly at ``±clip_value``.
+    """
+    check = ExerciseCheck("clip_grad_value / direction_change", reference="torch clip_grad_value_ / clip_grad_norm_",
+                          tol=ANGLE_TOL)  # the loosest of the two: the clipped arrays are compared exactly
+    for j, (scale, clip_value, max_norm) in enumerate(cases):
+        rng = np.random.default_rng(seed + 20 + j)
+        grads = [scale * rng.normal(size=s) for s in shapes]
+        grads[0].flat[0], grads[1].flat[-1] = clip_value, -clip_value  # ties: exactly at the threshold
+        flat = torch.tensor(np.concatenate([g.ravel() for g in grads]), dtype=DT)
+        if max_norm is None:
+            max_norm = float(flat.norm())
+        value_leaves = [_leaf_with_grad(g) for g in grads]
+        torch.nn.utils.clip_grad_value_(value_leaves, clip_value)
+        by_value = [leaf.grad.numpy().copy() for leaf in value_leaves]
+        norm_leaves = [_leaf_with_grad(g) for g in grads]
+        torch.nn.utils.clip_grad_norm_(norm_leaves, max_norm)
+        by_norm = [leaf.grad.numpy().copy() for leaf in norm_leaves]
+        where = f"case {j + 1}: shapes {list(shapes)}, clip_value={clip_value}, max_norm={max_norm:.6g}"
+
+        call = call_student(clip_grad_value, "clip_grad_value", grads=grads, clip_value=clip_value)
+        got = call.result
+        if not isinstance(got, (list, tuple)) or len(got) != len(grads):
+            raise CheckFailure(f"clip_grad_value must return a list of {len(grads)} arrays; it returned a "
+                               f"{describe_type(got)}.", "wrong-return-type")
+        for i, want in enumerate(by_value):
+            check.compare(f"clip_grad_value(...)[{i}]", got[i], want, call, case=where, tol=EXACT_CLIP_TOL,
+                          variants=exclusive({"clip-value-one-sided": np.minimum(grads[i], clip_value)}, want))
+        for label, clipped in (("by value", by_value), ("by global norm", by_norm)):
+            want = _angle_degrees(flat, torch.tensor(np.concatenate([c.ravel() for c in clipped]), dtype=DT))
+            call = call_student(direction_change, "direction_change", grads=grads, clipped=clipped)
+            value = _scalar(call.result)
+            if value is None:
+                raise CheckFailure(f"direction_change must return a float (degrees); it returned a "
+                                   f"{describe_type(call.result)}.", "wrong-return-type")
+            check.compare(f"direction change {label} (degrees)", value, want, call, case=where, tol=ANGLE_TOL,
+                          require_float64=False, variants=exclusive({"angle-in-radians": np.deg2rad(want)}, want))
+        check.cases += 1
+    return check.passed()
+
+
+#: Clipping by value only copies or replaces entries: exact.
+EXACT_CLIP_TOL = Tolerance(atol=0.0, rtol=0.0)
+
+
+def _leaf_with_grad(grad: np.ndarray) -> torch.Tensor:
+    """A float64 leaf whose .grad holds a copy of ``grad`` (for torch's in-place clipping utilities)."""
+    leaf = torch.zeros(grad.shape, dtype=DT, requires_grad=True)
+    leaf.grad = torch.tensor(grad, dtype=DT)
+    return leaf
