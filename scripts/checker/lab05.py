@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from math_utils import log_softmax, log_sum_exp, one_hot, sigmoid, softmax
 
 from .compare import CheckFailure
-from .exercise import ExerciseCheck, charges_once, score_parts
+from .exercise import ExerciseCheck, charge_once, charges_once, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -84,51 +84,9 @@ def _logsumexp_all(z):
     return np.squeeze(z_max, axis=-1) + np.log(np.sum(np.exp(z - z_max)))
 
 
-def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, seed=0, shapes=((4, 5), (2, 3, 6))):
-    """Check ``stable_softmax(z)``, ``stable_log_softmax(z)`` and ``stable_logsumexp(z)`` along the last axis.
-
-    ``shapes`` lists input shapes (any number of axes); the inputs include rows
-    of magnitude 1e3, and numpy must not warn. Give a 3-D shape with distinct
-    sizes: only there does a softmax over axis 1 differ from one over the last axis.
-    """
-    check = ExerciseCheck("softmax family", reference="torch.softmax / log_softmax / logsumexp")
-    for k, shape in enumerate(shapes):
-        z = _logit_inputs(seed + k, shape)
-        zt = _t(z)
-        where = f"z shape {shape}"
-        other_axes = [a for a in range(len(shape) - 1) if shape[a] > 1]
-        wrong_sm = [softmax(z, axis=a) for a in other_axes]
-        wrong_lsm = [log_softmax(z, axis=a) for a in other_axes]
-        global_sm, global_lsm, global_lse = _global_shift(z)
-        # logsumexp first: log_softmax is usually built on it, so a wrong logsumexp is named at its source.
-        expected = torch.logsumexp(zt, dim=-1).numpy()
-        call = call_student(stable_logsumexp, "stable_logsumexp", z=z)
-        check.compare("logsumexp", call.result, expected, call, case=where,
-                      variants={**(exclusive({"wrong-axis-reduction": _logsumexp_all(z) if z.ndim > 1 else None},
-                                             expected) or {}),
-                                "max-shift-not-per-row": global_lse})
-        expected = torch.softmax(zt, dim=-1).numpy()
-        call = call_student(stable_softmax, "stable_softmax", z=z)
-        check.compare("softmax", call.result, expected, call, case=where,
-                      variants={**(exclusive({"softmax-wrong-axis": wrong_sm}, expected) or {}),
-                                "max-shift-not-per-row": global_sm})
-        expected = torch.log_softmax(zt, dim=-1).numpy()
-        call = call_student(stable_log_softmax, "stable_log_softmax", z=z)
-        check.compare("log_softmax", call.result, expected, call, case=where,
-                      variants={**(exclusive({"softmax-wrong-axis": wrong_lsm}, expected) or {}),
-                                "max-shift-not-per-row": global_lsm})
-        check.cases += 1
-    return check.passed()
-
-
-# ---------------------------------------------------------------------------
-# Exercise 2: temperature
-# ---------------------------------------------------------------------------
-
-
 #: Grade-cell points of the checks that score each of their functions separately (partial credit:
 #: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the notebook's.
-POINTS = {"check_entropy_kl": 3.0, "check_mle": 2.0}
+POINTS = {"check_softmax_family": 3.0, "check_entropy_kl": 3.0, "check_mle": 2.0}
 
 
 def _outcome(part) -> CheckFailure | None:
@@ -138,6 +96,63 @@ def _outcome(part) -> CheckFailure | None:
     except CheckFailure as failure:
         return failure
     return None
+
+
+def check_softmax_family(stable_softmax, stable_log_softmax, stable_logsumexp, seed=0, shapes=((4, 5), (2, 3, 6))):
+    """Check ``stable_softmax(z)``, ``stable_log_softmax(z)`` and ``stable_logsumexp(z)`` along the last axis.
+
+    ``shapes`` lists input shapes (any number of axes); the inputs include rows
+    of magnitude 1e3, and numpy must not warn. Give a 3-D shape with distinct
+    sizes: only there does a softmax over axis 1 differ from one over the last axis.
+    """
+    check = ExerciseCheck("softmax family", reference="torch.softmax / log_softmax / logsumexp")
+    cases = []
+    for k, shape in enumerate(shapes):
+        z = _logit_inputs(seed + k, shape)
+        other_axes = [a for a in range(len(shape) - 1) if shape[a] > 1]
+        cases.append((z, _t(z), f"z shape {shape}", other_axes, _global_shift(z)))
+
+    # logsumexp first: log_softmax is usually built on it, so a wrong logsumexp is named at its source.
+    def logsumexp_part():
+        for z, zt, where, _, (_, _, global_lse) in cases:
+            expected = torch.logsumexp(zt, dim=-1).numpy()
+            call = call_student(stable_logsumexp, "stable_logsumexp", z=z)
+            check.compare("logsumexp", call.result, expected, call, case=where,
+                          variants={**(exclusive({"wrong-axis-reduction": _logsumexp_all(z) if z.ndim > 1 else None},
+                                                 expected) or {}),
+                                    "max-shift-not-per-row": global_lse})
+
+    def softmax_part():
+        for z, zt, where, other_axes, (global_sm, _, _) in cases:
+            expected = torch.softmax(zt, dim=-1).numpy()
+            call = call_student(stable_softmax, "stable_softmax", z=z)
+            check.compare("softmax", call.result, expected, call, case=where,
+                          variants={**(exclusive({"softmax-wrong-axis": [softmax(z, axis=a) for a in other_axes]},
+                                                 expected) or {}),
+                                    "max-shift-not-per-row": global_sm})
+
+    def log_softmax_part():
+        for z, zt, where, other_axes, (_, global_lsm, _) in cases:
+            expected = torch.log_softmax(zt, dim=-1).numpy()
+            call = call_student(stable_log_softmax, "stable_log_softmax", z=z)
+            check.compare("log_softmax", call.result, expected, call, case=where,
+                          variants={**(exclusive({"softmax-wrong-axis": [log_softmax(z, axis=a) for a in other_axes]},
+                                                 expected) or {}),
+                                    "max-shift-not-per-row": global_lsm})
+
+    # A log_softmax built on the student's own logsumexp or softmax is right when it is right given
+    # correct ones: that mistake costs its own function's share only (a mistake charged once).
+    siblings = {"stable_logsumexp": (log_sum_exp, "its own part of this exercise"),
+                "stable_softmax": (softmax, "its own part of this exercise")}
+    outcomes = {"stable_logsumexp": _outcome(logsumexp_part), "stable_softmax": _outcome(softmax_part),
+                "stable_log_softmax": _outcome(lambda: charge_once(log_softmax_part, depends_on=siblings))}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_softmax_family"], outcomes, check.passed, "check_softmax_family")
+
+
+# ---------------------------------------------------------------------------
+# Exercise 2: temperature
+# ---------------------------------------------------------------------------
 
 
 #: Exercise 1's functions as a correct submission has them. Later exercises call the student's own
