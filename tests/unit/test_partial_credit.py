@@ -92,3 +92,19 @@ def test_partial_credit_points_equal_the_grade_cells_points():
         nb = nbformat.read(solution_notebook(lab), as_version=4)
         cells = [c for c in nb.cells if nbgrader_meta(c).get("grade") and c.source.startswith(check + "(")]
         assert len(cells) == 1 and float(nbgrader_meta(cells[0])["points"]) == points, (lab, check)
+
+
+def test_a_wrong_logsumexp_costs_its_own_point_only():
+    """Lab 05 Exercise 1 (3 functions, 3 points): a logsumexp without its max added back fails, the
+    log_softmax built on it is right given a correct one, so 2 of 3 points."""
+    from fixtures.mistakes import Mistake
+
+    lab, check = "05_probability", "check_ex1_softmax_family"
+    unshifted = Mistake("", "ex1_softmax_family", check,
+                        "return np.squeeze(z_max, axis=-1) + np.log(", "return np.log(")
+    ns = lab_namespace(lab, solution_sources(lab, [unshifted]))
+    with scoring_by_value():
+        value = _run_cell(grade_cells(lab)[check], "<grade>", ns, ns)
+    assert float(value) == pytest.approx(2.0), value
+    assert value.parts["stable_logsumexp"] != "ok"
+    assert value.parts["stable_softmax"] == value.parts["stable_log_softmax"] == "ok"
