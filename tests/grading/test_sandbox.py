@@ -121,3 +121,18 @@ def test_a_notebook_cannot_take_more_than_its_grading_time(tmp_path):
     out_of_time = [v for v in result.verdicts if "used up its 5 s of grading time" in v.message]
     assert out_of_time and all(v.points == 0 and v.misconception == "timeout" for v in out_of_time)
     assert result.verdicts[-1] in out_of_time, "the last exercises were not waited for"
+
+
+def test_a_container_of_arrays_changed_in_place_is_reported(tmp_path):
+    """The grader snapshots lists and dicts of arrays too (a model's parameters), as a notebook's check does."""
+    code = ("def step(params, grads):\n    params[0] -= grads[0]\n    return None\n"
+            "def rekey(weights):\n    weights['extra'] = weights['W'] * 0\n    return None\n"
+            "def honest(params):\n    return [p * 2 for p in params]\n")
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=10), workdir=tmp_path) as sb:
+        assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
+        names = _names(sb)
+        params = [np.ones(3), np.arange(2.0)]
+        assert call_student(names["step"], "step", params=params, grads=[np.ones(3), np.ones(2)]).mutated_inputs \
+            == ["params"]
+        assert call_student(names["rekey"], "rekey", weights={"W": np.ones(2)}).mutated_inputs == ["weights"]
+        assert call_student(names["honest"], "honest", params=params).mutated_inputs == []

@@ -182,7 +182,9 @@ class Runner:
         fn = self.ns.get(target["name"]) if "name" in target else self.from_handle(target)
         kwargs = self.wire.decode(msg["kwargs"], arrays, from_handle=self.from_handle,
                                   from_func=self.callback)
-        originals = {k: v.copy() for k, v in kwargs.items() if type(v) is np.ndarray}
+        # Arrays, and flat lists / tuples / dicts of arrays (a model's parameters): both can be
+        # changed in place, and the check reports it (as checker.student does in a notebook).
+        originals = {k: snap for k, v in kwargs.items() if (snap := _snapshot(v)) is not None}
         # The grader's reference functions in place of the student's earlier ones (a mistake charged once).
         substitute = {str(name): self.callback(ref["__func__"]) for name, ref in msg.get("substitute", {}).items()}
         missing = object()
@@ -208,13 +210,34 @@ class Runner:
                     self.ns.pop(name, None)
                 else:
                     self.ns[name] = value
-        mutated = [k for k, v in originals.items()
-                   if kwargs[k].shape != v.shape
-                   or not np.array_equal(kwargs[k], v, equal_nan=v.dtype.kind in "fc")]
+        mutated = [k for k, before in originals.items() if _snapshot(kwargs[k]) is None
+                   or not _same_arrays(_snapshot(kwargs[k]), before)]
         messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
         tree, out_arrays = self.encode(result)
         return {"status": "ok", "result": tree, "warnings": messages[:20], "mutated": mutated,
                 "output": out.text()}, out_arrays
+
+
+def _snapshot(value):
+    """{key: copy} of an array or of a flat list / tuple / dict of arrays, else None."""
+    import numpy as np
+
+    if type(value) is np.ndarray:
+        return {(): value.copy()}
+    if type(value) in (list, tuple) and value and all(type(v) is np.ndarray for v in value):
+        return {i: v.copy() for i, v in enumerate(value)}
+    if type(value) is dict and value and all(type(v) is np.ndarray for v in value.values()):
+        return {k: v.copy() for k, v in value.items()}
+    return None
+
+
+def _same_arrays(now: dict, before: dict) -> bool:
+    import numpy as np
+
+    if now.keys() != before.keys():
+        return False  # the container itself was emptied, extended or re-keyed
+    return all(a.shape == before[k].shape and np.array_equal(a, before[k], equal_nan=a.dtype.kind in "fc")
+               for k, a in now.items())
 
 
 def where(exc: BaseException) -> str:
