@@ -127,9 +127,8 @@ def call_student(fn, name: str, **inputs) -> Call:
     **inputs
         Keyword arguments; they are deep-copied so the student cannot change the
         check's own data, and arrays and flat lists / tuples / dicts of arrays are
-        compared afterwards to report in-place edits. (The grader's sandbox
-        snapshots plain arrays only: a container edited in place is caught here,
-        in the notebook, not yet by ``make grade``.)
+        compared afterwards to report in-place edits (``make grade``'s sandbox
+        does the same on its side).
 
     Raises
     ------
