@@ -631,7 +631,7 @@ def _multistep(t, base, milestones, gamma):
 
 def check_finetune_schedules(warmup_linear_decay_lr, multistep_lr, scaled_lr, peak_lr=0.4, warmup_steps=6,
                              total_steps=27, milestones=(5, 11, 19), gamma=0.3,
-                             batch_cases=((0.1, 256, 1024), (0.3, 64, 24), (0.05, 96, 96))):
+                             batch_cases=((0.1, 256, 768), (0.3, 64, 24), (0.05, 96, 96))):
     """Check the fine-tuning recipe against ``LambdaLR``, ``MultiStepLR`` against torch's, and the linear
     scaling rule ``lr * batch_size / base_batch_size``.
 
@@ -661,6 +661,8 @@ def check_finetune_schedules(warmup_linear_decay_lr, multistep_lr, scaled_lr, pe
                       lambda t: _multistep(t, peak_lr, milestones, gamma),
                       f"base_lr={peak_lr}, milestones={list(milestones)}, gamma={gamma}, steps 0..{n - 1}",
                       reference="torch MultiStepLR")
+    # Batch ratios of 4 or 1/4 are avoided: there the square-root rule gives half (or twice) the linear
+    # one, and the mistake could not be told from a factor of two.
     for base_lr, base_batch, batch in batch_cases:
         call = call_student(scaled_lr, "scaled_lr", base_lr=base_lr, base_batch_size=base_batch, batch_size=batch)
         got = _scalar(call.result)
