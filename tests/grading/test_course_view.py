@@ -143,6 +143,11 @@ def test_no_exercise_answer_is_reachable_from_a_lab(sealed_lab):
         assert not extra, f"{lab}: {module} offers {extra}, which the lab neither hands out nor needs"
     if lab == "01_backprop":  # math_utils holds four of its exercises' answers
         assert reachable["math_utils"] == ["make_rng", "relative_error"]
+    # Helpers that compute an exercise by another method (issue 15, finding 9): lab 03's loop over grid
+    # points answers Exercise 4, its full Hessian Exercises 6 and 7.
+    by_another_method = {"03_loss_landscapes": {"loss_grid_loop", "full_hessian"}}.get(lab, set())
+    offered = {name for names in reachable.values() for name in names}
+    assert not offered & by_another_method, f"{lab} hands out {sorted(offered & by_another_method)}"
 
 
 def _handed_out_and_callees(trusted) -> dict[str, set[str]]:
