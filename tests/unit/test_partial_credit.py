@@ -57,7 +57,8 @@ def test_three_of_four_in_a_notebook_as_nbgrader_scores_it():
     grade = next(c for c in source.cells if nbgrader_meta(c).get("grade_id") == CHECK)
     cells = [nbformat.v4.new_code_cell(strip_magics(setup.source))]
     for mistakes in ([RELU_AT_ZERO], []):
-        cells += [nbformat.v4.new_code_cell(solution_sources(LAB, mistakes)[CELL]), copy.deepcopy(grade)]
+        cells += [nbformat.v4.new_code_cell(solution_sources(LAB, mistakes)[CELL]),
+                  nbformat.v4.new_code_cell(grade.source, metadata=copy.deepcopy(grade.metadata))]
     nb = nbformat.v4.new_notebook(cells=cells)
     NotebookClient(nb, timeout=120, kernel_name="python3",
                    resources={"metadata": {"path": str(solution_notebook(LAB).parent)}}).execute()
