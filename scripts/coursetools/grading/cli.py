@@ -14,6 +14,7 @@ are listed, with reasons); 2 when the command itself is misused.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -174,7 +175,10 @@ def main(argv=None) -> int:
     results: list[dict] = []
     if jobs:
         workers = min(args.workers, len(jobs))
-        with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(labs_used,)) as pool:
+        # Spawned, not forked: a parent that has imported torch has threads, and a fork of a threaded
+        # process can deadlock (a grading run hung with both workers idle).
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(labs_used,)) as pool:
             futures = [pool.submit(_grade_one, s.student, s.lab, str(s.path), isolation, limits) for s in jobs]
             for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
                 results.append(fut.result())
