@@ -17,7 +17,8 @@ import pytest
 from coursetools.paths import lab_ids, solution_notebook
 from fixtures.course import ScratchCourse
 from fixtures.mistakes import MISTAKES
-from fixtures.notebooks import cells_by_id, group_mistakes, representatives, run_checks, solution_sources, submission
+from fixtures.notebooks import (cells_by_id, check_points, group_mistakes, representatives, solution_sources,
+                                submission)
 
 LABS = [lab for lab in lab_ids() if lab in MISTAKES]
 
@@ -58,9 +59,11 @@ def test_each_mistake_loses_its_points_and_is_named_in_feedback(graded):
         student = f"mistakes{i}"
         scores = course.scores(lab, student)
         feedback = course.feedback_html(lab, student)
+        points = check_points(lab, solution_sources(lab, group))
         for m in group:
             score, max_score = scores[m.check]
-            assert score == 0 < max_score, f"{m.id}: scored {score}/{max_score}"
+            # All of the check's points, or (partial credit per function) those of the wrong function.
+            assert score == (points[m.check] or 0.0) < max_score, f"{m.id}: scored {score}/{max_score}"
             shown = course.graded_output(lab, student, m.check)
             assert f"[{m.misconception}]" in shown, f"{m.id} not named:\n{shown}"
             assert f"[{m.misconception}]" in feedback and f"#{m.misconception}" in feedback
@@ -70,8 +73,8 @@ def test_autograde_agrees_with_the_checks_run_in_process(graded):
     """Every grade cell of every submission: full points exactly where the check passes."""
     lab, course, groups = graded
     for student, group in [("solution", [])] + [(f"mistakes{i}", g) for i, g in enumerate(groups)]:
-        expected = run_checks(lab, solution_sources(lab, group))
+        expected = check_points(lab, solution_sources(lab, group))
         scores = course.scores(lab, student)
-        for gid, failure in expected.items():
+        for gid, points in expected.items():
             score, max_score = scores[gid]
-            assert score == (max_score if failure is None else 0), f"{student}/{gid}: {score}/{max_score}"
+            assert score == (max_score if points is None else points), f"{student}/{gid}: {score}/{max_score}"
