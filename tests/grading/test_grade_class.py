@@ -126,8 +126,16 @@ def test_honest_submissions_are_graded_normally(graded):
 
 def test_the_baseline_loses_exactly_the_exercises_using_the_wrong_code(graded):
     scores = {q: float(r["score"]) for q, r in graded["questions"]["baseline"].items()}
-    assert scores[TARGET_CHECK] == 0 and scores["check_ex6_mlp"] == 0  # the MLP reuses linear_backward
-    assert sum(scores.values()) == 19 - 3 - 4
+    # The MLP reuses linear_backward: its check is rerun with the reference in its place, and the
+    # mistake is charged once, in the exercise where it was made.
+    assert scores[TARGET_CHECK] == 0 and scores["check_ex6_mlp"] == 4
+    assert sum(scores.values()) == 19 - 3
+    page = (graded["out"] / "feedback" / "baseline" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert "correct given a correct" in page and "linear_backward" in page
+
+
+# Attacks whose linear_backward ends or hangs the sandbox process when it is called.
+STOPS_ITS_PROCESS = {"exit-and-crash", "endless-loop"}
 
 
 @pytest.mark.parametrize("attack", [a.name for a in ATTACKS])
@@ -140,6 +148,10 @@ def test_attack_earns_nothing_for_its_exercise_and_spares_the_rest(graded, attac
     for question, r in graded["questions"][attack].items():
         if question == TARGET_CHECK:
             assert float(r["score"]) == 0, f"{attack} earned points on the attacked exercise"
+        elif question == "check_ex6_mlp" and attack in STOPS_ITS_PROCESS:
+            # The MLP calls the attacked linear_backward, which kills or hangs the sandbox: there is no
+            # process left to recheck it with the reference in, so it is charged too (never credited).
+            assert float(r["score"]) == 0 and r["misconception"] in ("crashed", "timeout"), r
         else:
             assert float(r["score"]) == float(baseline[question]["score"]), f"{attack}: {question} {r}"
 
@@ -152,9 +164,9 @@ def test_exercise_attacks_earn_nothing_for_their_exercise(graded, borrow):
     assert float(questions[borrow.check]["score"]) == 0, f"{borrow.name} earned points with the course's own code"
     if borrow.misconception:
         assert questions[borrow.check]["misconception"] == borrow.misconception, questions[borrow.check]
-    for question in borrow.reused_by:  # the MLP calls the activation derivatives and the loss
-        assert float(questions[question]["score"]) == 0, f"{borrow.name}: {question} earned points"
-    affected = (borrow.check, *borrow.reused_by)
+    # The MLP calls the activation derivatives and the loss: a borrowed (refused) one is charged once,
+    # in its own exercise; the MLP is rechecked with the reference in its place and keeps its points.
+    affected = (borrow.check,)
     others = {q: float(r["score"]) for q, r in questions.items() if q not in affected}
     full = {q: float(r["score"]) for q, r in graded["questions"]["alice"].items() if q not in affected}
     assert others == full, f"{borrow.name}: the other exercises were not graded normally"
