@@ -31,8 +31,10 @@ from .intake import Submission, discover, pattern_problem, read_notebook, studen
 from .isolation import Isolation, machine_isolation
 from .sandbox import Limits, Sandbox, SandboxKilled
 from .trusted import TrustedLab
+from .zygote import ZygotePool, default_pool
 
 _LABS: dict[str, TrustedLab] = {}
+_POOL: ZygotePool | None = None   # this worker's sandbox servers
 
 
 def _die_with_parent() -> None:
@@ -48,7 +50,9 @@ def _die_with_parent() -> None:
 
 
 def _init_worker(labs: list[str]) -> None:
+    global _POOL
     _die_with_parent()
+    _POOL = default_pool()
     os.environ.setdefault("MPLBACKEND", "Agg")
     for lab in labs:
         _LABS[lab] = TrustedLab.load(lab)
@@ -68,7 +72,7 @@ def _grade_one(student: str, lab: str, path: str, isolation: Isolation | None, l
         for attempt in (1, 2):
             try:
                 with tempfile.TemporaryDirectory(prefix="mdl-sandbox-") as workdir:
-                    result = grade_submission(trusted, student, cells, limits, isolation, workdir)
+                    result = grade_submission(trusted, student, cells, limits, isolation, workdir, _POOL)
                 break
             except SandboxKilled as exc:
                 # Killed from outside (out-of-memory killer, an operator): grade it again once, then
@@ -105,10 +109,15 @@ def describe_layers(isolation: Isolation, layers: dict) -> str:
 
 
 def probe_layers(isolation: Isolation, limits: Limits) -> dict:
-    """Start one empty sandbox and return the layers it reports."""
-    with tempfile.TemporaryDirectory(prefix="mdl-probe-") as workdir:
-        with Sandbox(numpy_only=True, limits=limits, isolation=isolation, workdir=Path(workdir)) as sandbox:
-            return dict(sandbox.layers)
+    """Fork one empty sandbox, as every submission's is forked, and return the layers it reports."""
+    servers = ZygotePool(keep=1)
+    try:
+        with tempfile.TemporaryDirectory(prefix="mdl-probe-") as workdir:
+            with Sandbox(numpy_only=True, limits=limits, isolation=isolation, workdir=Path(workdir),
+                         zygote=servers.get(True, [], {}, limits, isolation)) as sandbox:
+                return dict(sandbox.layers)
+    finally:
+        servers.close()
 
 
 def parse_args(argv):
@@ -156,7 +165,8 @@ def main(argv=None) -> int:
         return 2
     started = time.perf_counter()
     found = discover(submitted, labs, loose=args.loose, pattern=args.pattern)
-    jobs = [s for s in found if s.path is not None]
+    # By lab: a worker then forks a lab's sandboxes from one server before it needs the next lab's.
+    jobs = sorted((s for s in found if s.path is not None), key=lambda s: (s.lab, s.student))
     labs_used = sorted({s.lab for s in jobs})
     limits = Limits(memory_bytes=int(args.memory_gb * 2**30), call_seconds=args.timeout,
                     notebook_seconds=args.notebook_timeout)

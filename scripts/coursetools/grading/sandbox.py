@@ -21,6 +21,7 @@ from pathlib import Path
 from . import wire
 from .isolation import Isolation, read_roots, sandbox_uid
 from .seccomp import EXTERNAL_SIGNALS
+from .zygote import Zygote, ZygoteChild, ZygoteGone, bwrap_command_pid, grader_namespaces, sandbox_env
 from ..paths import ROOT
 
 # What a sandbox may send back at most: one frame, its JSON header, the items in it.
@@ -109,11 +110,14 @@ class Sandbox:
         Namespaces (bubblewrap) to start the sandbox in; None for the in-process layers alone.
     cpu_allowance : float or None
         CPU seconds this sandbox may use in all (what is left of the notebook's budget).
+    zygote : Zygote or None
+        A sandbox server (started with the same ``numpy_only``, ``preload``, ``handed_out`` and
+        isolation) to fork this sandbox from, instead of starting a new interpreter.
     """
 
     def __init__(self, numpy_only: bool, preload=(), limits: Limits | None = None,
                  isolation: Isolation | None = None, workdir: Path | None = None, handed_out=None,
-                 cpu_allowance: float | None = None):
+                 cpu_allowance: float | None = None, zygote: Zygote | None = None):
         self.limits = limits or Limits()
         self.numpy_only = numpy_only
         self.preload = list(preload)
@@ -130,20 +134,24 @@ class Sandbox:
         self.layers: dict = {}
         self.seq = 0
         self.exit_code: int | None = None
+        self.zygote = zygote
 
     # -- lifecycle -------------------------------------------------------
+    def _uid(self) -> int | None:
+        """An unprivileged uid of its own when the grader is root (and bubblewrap is there)."""
+        isolation = self.isolation
+        return sandbox_uid(os.getpid() * 64 + next(_slots)) if isolation and isolation.drop_uid else None
+
     def start(self) -> None:
+        if self.zygote is not None:
+            self._start_forked()
+            return
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         info_r, info_w = os.pipe() if self.isolation else (None, None)
         isolation = self.isolation
-        config = {"limits": self.limits.kernel_limits(),
-                  "uid": sandbox_uid(os.getpid() * 64 + next(_slots)) if isolation and isolation.drop_uid else None}
-        env = {
-            "PATH": os.path.dirname(sys.executable) + os.pathsep + "/usr/bin:/bin",
-            "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "MPLBACKEND": "Agg", "PYTHONDONTWRITEBYTECODE": "1", "LANG": "C.UTF-8",
-        }
+        config = {"limits": self.limits.kernel_limits(), "uid": self._uid()}
+        env = sandbox_env()
         argv = [sys.executable, "-m", "coursetools.grading.sandbox_main", str(to_child_r), str(from_child_w),
                 json.dumps(config)]
         fds = (to_child_r, from_child_w) + ((info_w,) if info_w is not None else ())
@@ -159,36 +167,40 @@ class Sandbox:
         self.fd_out, self.fd_in = to_child_w, from_child_r
         self.pid = self.proc.pid
         if info_r is not None:
-            self.pid = self._child_pid(info_r)
+            # The sandboxed Python (bubblewrap's init is not it): its CPU time is what the limits count.
+            self.pid = bwrap_command_pid(info_r, self.limits.start_seconds)
         sandbox_dir = isolation.sandbox_dir if isolation else str(self.workdir)
         from . import landlock
 
         self._send({"sandbox_dir": sandbox_dir, "read_roots": read_roots(), "numpy_only": self.numpy_only,
                     "preload": self.preload, "handed_out": self.handed_out, "scripts_dir": str(ROOT / "scripts"),
-                    "landlock_abi": landlock.abi_version()})
+                    "landlock_abi": landlock.abi_version(), "grader_namespaces": grader_namespaces()})
+        self._await_ready()
+
+    def _start_forked(self) -> None:
+        """This sandbox as a child of the sandbox server: the imports are done, every layer is its own."""
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            self.proc = self.zygote.spawn(self._uid(), self.limits, (to_child_r, from_child_w))
+        except ZygoteGone as exc:
+            for fd in (to_child_w, from_child_r):
+                os.close(fd)
+            raise SandboxKilled(f"the sandbox server is gone ({exc})") from None
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.fd_out, self.fd_in = to_child_w, from_child_r
+        self.pid = self.proc.pid
+        self._await_ready()
+
+    def _await_ready(self) -> None:
         header, _ = self._recv(None, time.monotonic() + self.limits.start_seconds, expect_seq=False)
         if not header.get("ready"):
             raise SandboxDied("the sandbox did not start")
         self.layers = header.get("layers", {})
         self.cpu_base = cpu_seconds_of(self.pid)
-
-    def _child_pid(self, info_r: int) -> int | None:
-        """The sandboxed process's pid, from bubblewrap's --info-fd (JSON, written once it has started)."""
-        data = b""
-        end = time.monotonic() + self.limits.start_seconds
-        try:
-            while time.monotonic() < end and select.select([info_r], [], [], end - time.monotonic())[0]:
-                chunk = os.read(info_r, 4096)
-                if not chunk:
-                    break
-                data += chunk
-                try:
-                    return int(json.loads(data)["child-pid"])
-                except ValueError:
-                    continue
-        finally:
-            os.close(info_r)
-        return None
+        self.cpu_seen = 0.0  # read while starting, before the base was known: the start-up is not the student's
 
     def cpu_used(self) -> float:
         """CPU seconds the submission's code has used in this sandbox so far."""
@@ -202,10 +214,13 @@ class Sandbox:
                 os.close(fd)
             except OSError:
                 pass
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        if isinstance(self.proc, ZygoteChild):
+            self.proc.kill()  # the child alone: its process group is the server's
+        else:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
         self.proc.wait()
         self.proc = None
 
@@ -272,13 +287,16 @@ class Sandbox:
         """Why the sandbox process is gone: its own crash, its CPU limit, or a kill from outside."""
         proc = self.proc
         used = max(self.cpu_used(), self.cpu_seen)
-        code = proc.wait() if proc is not None else None
+        forked = isinstance(proc, ZygoteChild)
+        code = (proc.wait(ended_by_itself=True) if forked else proc.wait()) if proc is not None else None
         self.close()
         self.exit_code = code
+        if forked and proc.killed_by_grader:
+            return SandboxDied("the sandbox closed its connection to the grader")
         sig = None
         if code is not None and code < 0:
             sig = -code                      # without bubblewrap, or bubblewrap itself was killed
-        elif code is not None and code > 128 and self.isolation is not None:
+        elif code is not None and code > 128 and self.isolation is not None and not forked:
             sig = code - 128                 # bubblewrap reports its child's death by signal so;
             # the sandbox cannot exit with such a status itself (the seccomp filter refuses it).
         if sig == signal.SIGXCPU or (sig == signal.SIGKILL and used >= self.limits.cpu_seconds):

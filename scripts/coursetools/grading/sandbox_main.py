@@ -294,15 +294,24 @@ def _in_own_user_namespace() -> bool:
         return False
 
 
-def layers_seen(sandbox_dir: str) -> dict:
-    """What walls this process is inside, read from the kernel before any student code runs."""
+def layers_seen(sandbox_dir: str, grader_namespaces: dict | None = None) -> dict:
+    """What walls this process is inside, read from the kernel before any student code runs.
+
+    ``grader_namespaces`` holds the grader's own namespace ids (``/proc/self/ns/*``): a namespace
+    of the sandbox's is a new one when its id differs.
+    """
     with open("/proc/self/mountinfo") as f:
         root_fs = [line.split(" - ")[1].split()[0] for line in f if line.split()[4] == "/"]
     with open("/proc/self/net/dev") as f:
         interfaces = sorted(line.split(":")[0].strip() for line in f.read().splitlines()[2:])
-    # In the PID namespace bubblewrap is process 1 and the sandbox process 2; outside one,
-    # those numbers belong to init and kthreadd.
-    seen = {"pid_namespace": os.getpid() <= 2, "network": interfaces,
+    mine = namespace_ids()
+    if grader_namespaces and "pid" in mine and "pid" in grader_namespaces:
+        own_pid_namespace = mine["pid"] != grader_namespaces["pid"]
+    else:
+        # In a fresh PID namespace bubblewrap is process 1 and the sandbox process 2; outside one,
+        # those numbers belong to init and kthreadd.
+        own_pid_namespace = os.getpid() <= 2
+    seen = {"pid_namespace": own_pid_namespace, "network": interfaces,
             "mount_namespace": bool(root_fs) and root_fs[-1] == "tmpfs"}
     with open("/proc/self/status") as f:
         for line in f:
@@ -312,32 +321,35 @@ def layers_seen(sandbox_dir: str) -> dict:
     return seen
 
 
-def main() -> None:
-    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
-    import json
+def namespace_ids() -> dict:
+    """``{"pid": "pid:[4026531836]", ...}``: this process's namespaces, as the kernel names them."""
+    ids = {}
+    for kind in ("pid", "net", "mnt", "user", "ipc"):
+        try:
+            ids[kind] = os.readlink(f"/proc/self/ns/{kind}")
+        except OSError:
+            pass
+    return ids
 
-    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
-    applied = harden(config)
-    os.environ.setdefault("MPLBACKEND", "Agg")
-    from coursetools.grading import wire  # noqa: E402  (after the environment is set)
 
-    def send(header, arrays=()):
-        wire.write_frame(fd_out, wire.pack(header, arrays))
+# Files of /proc and /dev the libraries read (torch's cpuinfo, numpy's random seeding).
+SYSTEM_FILES = ["/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/dev/urandom"]
 
-    def recv():
-        return wire.unpack(wire.read_frame(fd_in))
 
-    init, _ = recv()
-    sandbox_dir = init["sandbox_dir"]
-    os.makedirs(sandbox_dir, exist_ok=True)
+def enter_folder(sandbox_dir: str) -> None:
+    """Make ``sandbox_dir`` the working folder, home and temporary folder of this process."""
+    os.makedirs(sandbox_dir, mode=0o700, exist_ok=True)
     os.chdir(sandbox_dir)
     os.environ["HOME"] = os.environ["MPLCONFIGDIR"] = os.environ["TMPDIR"] = sandbox_dir
-    from coursetools.grading import landlock
 
-    # A first Landlock layer before any library starts a thread (a ruleset binds the threads made
-    # after it): reads only of Python, the system and the course's scripts/, writes only here.
-    system_files = ["/proc/self", "/proc/cpuinfo", "/proc/meminfo", "/dev/urandom"]  # torch's cpuinfo reads them
-    early = landlock.restrict(init["read_roots"] + [init["scripts_dir"]] + system_files, [sandbox_dir], ["/dev/null"])
+
+def prepare(init: dict) -> dict:
+    """Import what every lab uses and cut the course's modules down; no student code yet.
+
+    Runs after the first Landlock layer (which allows reading the course's scripts/) and
+    before the second. Returns ``{module: [names kept]}`` for the runner's messages.
+    """
+    os.environ.setdefault("MPLBACKEND", "Agg")
     # Import what every lab uses before the guard, so the guard only has to allow reads.
     import numpy  # noqa: F401
     import matplotlib
@@ -357,22 +369,43 @@ def main() -> None:
         sys.meta_path.insert(0, _StubChecker())
         for name in [m for m in sys.modules if m == "checker" or m.startswith("checker.")]:
             del sys.modules[name]
-    from coursetools.grading import guard, seccomp
-
     # The course's modules keep only what the lab hands out (the rest holds reference answers),
     # and no source line read so far stays cached where student code could exec it.
     runner_hints = course_view.seal(init.get("handed_out", {}), init["scripts_dir"])
     linecache.clearcache()
+    return runner_hints
+
+
+def wall_in(init: dict, sandbox_dir: str, early: str, applied: dict) -> dict:
+    """The last layers, in this order: Landlock without scripts/, seccomp, the audit hook.
+
+    ``early`` is what the first Landlock layer reported ("" when applied). Returns the layers
+    this process is inside, as the grader prints them.
+    """
+    from coursetools.grading import guard, landlock, seccomp
+
     # The second Landlock layer drops scripts/: the sealed modules' source stays out of reach.
-    late = landlock.restrict(init["read_roots"] + system_files, [sandbox_dir], ["/dev/null"])
+    late = landlock.restrict(init["read_roots"] + SYSTEM_FILES, [sandbox_dir], ["/dev/null"])
     kernel_filter = seccomp.install()
-    layers = dict(layers_seen(sandbox_dir), **applied)
+    layers = dict(layers_seen(sandbox_dir, init.get("grader_namespaces")), **applied)
     guard.disarm_ctypes()
     guard.install_guard(sandbox_dir, init["read_roots"], init["numpy_only"])
-    del guard, seccomp, landlock
     layers["landlock"] = (f"ABI {init.get('landlock_abi', '?')}" if not (early or late) else (early or late))
     layers["seccomp"] = kernel_filter or "on"
     layers["audit_hook"] = "on"
+    return layers
+
+
+def serve(fd_in: int, fd_out: int, runner_hints: dict, layers: dict) -> None:
+    """Say ready, then answer the grader's requests until it closes the pipe."""
+    from coursetools.grading import wire
+
+    def send(header, arrays=()):
+        wire.write_frame(fd_out, wire.pack(header, arrays))
+
+    def recv():
+        return wire.unpack(wire.read_frame(fd_in))
+
     runner = Runner(wire, send, recv, runner_hints)
     send({"ready": True, "layers": layers})
     ops = {"exec": runner.op_exec, "names": runner.op_names, "get": runner.op_get,
@@ -395,6 +428,32 @@ def main() -> None:
             header, out_arrays = {"status": "error", "type": type(exc).__name__, "message": str(exc), "where": ""}, []
         header["seq"] = runner.seq
         send(header, out_arrays)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--zygote":
+        from coursetools.grading import zygote_main
+
+        zygote_main.main(int(sys.argv[2]), sys.argv[3])
+        return
+    fd_in, fd_out = int(sys.argv[1]), int(sys.argv[2])
+    import json
+
+    config = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    applied = harden(config)
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    from coursetools.grading import landlock, wire  # noqa: E402  (after the environment is set)
+
+    init, _ = wire.unpack(wire.read_frame(fd_in))
+    sandbox_dir = init["sandbox_dir"]
+    enter_folder(sandbox_dir)
+    # A first Landlock layer before any library starts a thread (a ruleset binds the threads made
+    # after it): reads only of Python, the system and the course's scripts/, writes only here.
+    early = landlock.restrict(init["read_roots"] + [init["scripts_dir"]] + SYSTEM_FILES, [sandbox_dir],
+                              ["/dev/null"])
+    runner_hints = prepare(init)
+    layers = wall_in(init, sandbox_dir, early, applied)
+    serve(fd_in, fd_out, runner_hints, layers)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from .remote import SubmissionNames
 from .isolation import Isolation
 from .sandbox import Limits, Sandbox, SandboxDied, SandboxKilled, SandboxTimeout, SandboxViolation
 from .trusted import TrustedLab, strip_magics
+from .zygote import ZygoteGone, ZygotePool
 
 OUTPUT_CAP = 20_000
 
@@ -58,9 +59,9 @@ class SubmissionRunner:
     """Keeps a sandbox with the submission's cells loaded, restarting it after a crash or timeout."""
 
     def __init__(self, trusted: TrustedLab, cells: list[tuple[str, str]], limits: Limits,
-                 isolation: Isolation | None, workdir):
+                 isolation: Isolation | None, workdir, pool: ZygotePool | None = None):
         self.trusted, self.cells, self.limits = trusted, cells, limits
-        self.isolation, self.workdir = isolation, workdir
+        self.isolation, self.workdir, self.pool = isolation, workdir, pool
         self.sandbox: Sandbox | None = None
         self.names: dict = {}
         self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
@@ -86,9 +87,17 @@ class SubmissionRunner:
             self.sandbox = None
         if self.out_of_time():
             raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s of CPU) ran out")
+        zygote = None
+        if self.pool is not None:
+            try:
+                zygote = self.pool.get(self.trusted.numpy_only, self.trusted.preload, self.trusted.handed_out,
+                                       self.limits, self.isolation)
+            except ZygoteGone as exc:
+                raise SandboxKilled(f"the sandbox server did not start ({exc})") from None
         self.sandbox = Sandbox(self.trusted.numpy_only, preload=self.trusted.preload,
                                handed_out=self.trusted.handed_out, limits=self.limits, isolation=self.isolation,
-                               workdir=self.workdir, cpu_allowance=self.limits.notebook_seconds - self.cpu_spent)
+                               workdir=self.workdir, cpu_allowance=self.limits.notebook_seconds - self.cpu_spent,
+                               zygote=zygote)
         self.sandbox.start()
         self.layers = self.sandbox.layers
         self.sandbox.deadline = self.deadline
@@ -151,17 +160,19 @@ def _explain_missing(name: str, runner: SubmissionRunner) -> tuple[str, str]:
 
 
 def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | None = None,
-                     isolation: Isolation | None = None, workdir=None) -> SubmissionResult:
+                     isolation: Isolation | None = None, workdir=None, pool: ZygotePool | None = None
+                     ) -> SubmissionResult:
     """Run every trusted grade cell of ``trusted`` against a submission.
 
     ``cells`` is the submission's code to run, in order: a list of
     (label, source), or a dict grade_id -> source of exercise cells only.
+    ``pool`` holds sandbox servers to fork the sandbox from (None: a new interpreter each time).
     """
     if isinstance(cells, dict):
         cells = [(gid, cells.get(gid, "")) for gid in trusted.solution_ids]
     result = SubmissionResult(student, trusted.lab)
     limits = limits or Limits()
-    runner = SubmissionRunner(trusted, cells, limits, isolation, workdir)
+    runner = SubmissionRunner(trusted, cells, limits, isolation, workdir, pool)
     runner.deadline = time.monotonic() + limits.notebook_seconds * limits.wall_factor
     try:
         for cell in trusted.grade_cells:

@@ -1,0 +1,217 @@
+"""Sandboxes forked from a sandbox server (issue 21): as walled in as a new one, and nothing shared.
+
+A server imports a lab's libraries once and forks each submission's sandbox; each child takes
+every per-sandbox layer itself. These tests hold it to what a fresh interpreter gives: the same
+layers, nothing left over from the previous child, no way to reach the server, CPU time counted
+for the right process, and a kill from outside told apart from the student's crash.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+
+from coursetools.grading import zygote_main
+from coursetools.grading.isolation import machine_isolation
+from coursetools.grading.sandbox import Limits, Sandbox, SandboxDied, SandboxKilled, SandboxTimeout
+from coursetools.grading.zygote import Zygote, ZygotePool
+
+pytestmark = pytest.mark.xdist_group("zygote")
+ISOLATION = machine_isolation()
+BWRAP = ISOLATION if ISOLATION.bwrap else None
+
+
+@pytest.fixture(scope="module")
+def server():
+    zygote = Zygote(True, [], {}, Limits(call_seconds=30), BWRAP)
+    zygote.start()
+    yield zygote
+    zygote.close()
+
+
+def _forked(server, tmp_path, limits: Limits | None = None) -> Sandbox:
+    """A sandbox to fork from ``server`` (started by ``with``)."""
+    return Sandbox(True, limits=limits or Limits(call_seconds=30), isolation=BWRAP, workdir=tmp_path,
+                   zygote=server)
+
+
+def _run(sandbox: Sandbox, source: str) -> str:
+    reply, _ = sandbox.request({"op": "exec", "cell": "probe", "source": source})
+    assert reply["ok"], reply
+    return reply["output"].strip()
+
+
+def test_a_forked_sandbox_has_every_layer_a_new_one_has(server, tmp_path):
+    with Sandbox(True, limits=Limits(call_seconds=30), isolation=BWRAP, workdir=tmp_path) as fresh:
+        expected = dict(fresh.layers)
+    with _forked(server, tmp_path) as first:
+        forked = dict(first.layers)
+    with _forked(server, tmp_path) as second:
+        next_uid = second.layers["uid"]
+    assert {k: v for k, v in forked.items() if k != "uid"} == {k: v for k, v in expected.items() if k != "uid"}
+    assert forked["seccomp"] == "on" and forked["audit_hook"] == "on" and forked["NoNewPrivs"] == "1"
+    assert forked["CapEff"] == "0000000000000000"
+    if BWRAP:
+        assert forked["pid_namespace"] and forked["mount_namespace"] and forked["network"] == ["lo"]
+    if BWRAP and BWRAP.drop_uid:
+        assert forked["uid"] != 0 and next_uid != forked["uid"], "each sandbox is a user of its own"
+
+
+LEAVE_TRACES = r'''
+import os, sys, numpy as np
+import math_utils
+math_utils.LEFT_BEHIND = "by the previous submission"
+np.random.seed(1234)
+os.makedirs("locked/inner")
+open("locked/inner/answers.txt", "w").write("mine")
+os.chmod("locked/inner", 0o000)
+os.chmod("locked", 0o500)
+open("notes.txt", "w").write("mine")
+refused = []
+for path in ("/tmp/leak", "/dev/shm/leak", "../leak"):
+    try:
+        open(path, "w").write("for the next one")
+    except OSError:
+        refused.append(path)
+print(sorted(os.listdir(".")), refused)
+'''
+
+LOOK_AROUND = r'''
+import os, numpy as np
+import math_utils
+print(sorted(os.listdir(".")), hasattr(math_utils, "LEFT_BEHIND"),
+      np.random.rand() != np.random.RandomState(1234).rand())
+'''
+
+
+def test_nothing_a_sandbox_leaves_reaches_the_next(server, tmp_path):
+    with _forked(server, tmp_path) as first:
+        left = _run(first, LEAVE_TRACES)
+    assert left == "['locked', 'notes.txt'] ['/tmp/leak', '/dev/shm/leak', '../leak']"
+    with _forked(server, tmp_path) as second:
+        seen = _run(second, LOOK_AROUND)
+        scratch = _private_tmp(server)
+    assert seen == "[] False True"
+    if scratch is not None:
+        assert set(scratch) - {zygote_main.SERVER_FOLDER} == {"submission"}, \
+            f"only the live sandbox's own folder (and the server's) is in the private /tmp: {scratch}"
+    assert server.alive, "the folder was cleaned, so the server goes on"
+
+
+def _private_tmp(server) -> list | None:
+    """The server's private /tmp as the grader sees it (root can look in), or None."""
+    try:
+        return sorted(os.listdir(f"/proc/{server.host_pid}/root/tmp")) if BWRAP else None
+    except OSError:
+        return None
+
+
+REACH_THE_SERVER = r'''
+import os, signal
+server = os.getppid()
+outcomes = {}
+tries = {
+    "kill": lambda: os.kill(server, signal.SIGKILL),
+    "stop": lambda: os.kill(server, signal.SIGSTOP),
+    "mem": lambda: open(f"/proc/{server}/mem", "rb").read(1),
+    "environ": lambda: open(f"/proc/{server}/environ", "rb").read(1),
+    "cmdline": lambda: open(f"/proc/{server}/cmdline", "rb").read(1),
+}
+for name, attempt in tries.items():
+    try:
+        attempt()
+        outcomes[name] = "done"
+    except (OSError, RuntimeError) as exc:
+        outcomes[name] = "refused"
+print(sorted(outcomes.items()))
+'''
+
+
+def test_a_sandbox_cannot_reach_its_server(server, tmp_path):
+    with _forked(server, tmp_path) as child:
+        outcomes = _run(child, REACH_THE_SERVER)
+    assert "done" not in outcomes, outcomes
+    with _forked(server, tmp_path) as after:
+        assert _run(after, "print(6 * 7)") == "42", "the server still forks sandboxes"
+
+
+BURN = '''
+import time
+def burn(seconds):
+    end = time.process_time() + seconds
+    x = 0
+    while time.process_time() < end:
+        x += 1
+    return float(seconds)
+'''
+
+
+@pytest.mark.parametrize("how", ["new interpreter", "forked"])
+def test_cpu_time_is_counted_for_the_process_that_runs_the_code(server, tmp_path, how):
+    """Under bubblewrap the grader once read the CPU time of bubblewrap's init, not of the sandbox:
+    the CPU limit never fired and only the wall-clock backstop (4x) stopped endless code."""
+    limits = Limits(call_seconds=0.5, wall_factor=200)
+    sandbox = _forked(server, tmp_path, limits) if how == "forked" else \
+        Sandbox(True, limits=limits, isolation=BWRAP, workdir=tmp_path)
+    with sandbox:
+        _run(sandbox, BURN)
+        sandbox.request({"op": "call", "target": {"name": "burn"}, "kwargs": {"__dict__": {"seconds": 0.3}}})
+        assert sandbox.cpu_used() >= 0.25
+        with pytest.raises(SandboxTimeout, match="of CPU time"):
+            sandbox.request({"op": "call", "target": {"name": "burn"}, "kwargs": {"__dict__": {"seconds": 20.0}}})
+
+
+KILL_ME = '''
+import os, time
+def wait_here():
+    time.sleep(30)
+    return 0.0
+def exit_as_if_killed():
+    os._exit(137)
+'''
+
+
+def test_a_forked_sandbox_killed_from_outside_is_not_the_student_s_crash(server, tmp_path):
+    with _forked(server, tmp_path) as child:
+        _run(child, KILL_ME)
+        threading.Timer(1.0, os.kill, (child.pid, signal.SIGKILL)).start()  # the OOM killer, an operator
+        with pytest.raises(SandboxKilled):
+            child.request({"op": "call", "target": {"name": "wait_here"}, "kwargs": {"__dict__": {}}})
+    with _forked(server, tmp_path) as child:
+        _run(child, KILL_ME)
+        with pytest.raises(SandboxDied):
+            child.request({"op": "call", "target": {"name": "exit_as_if_killed"}, "kwargs": {"__dict__": {}}})
+
+
+def test_a_killed_server_is_the_machine_s_fault_and_the_pool_starts_another(tmp_path):
+    pool = ZygotePool()
+    try:
+        first = pool.get(True, [], {}, Limits(call_seconds=30), BWRAP)
+        child = Sandbox(True, limits=Limits(call_seconds=30), isolation=BWRAP, workdir=tmp_path, zygote=first)
+        child.start()
+        _run(child, KILL_ME)
+        os.kill(first.host_pid, signal.SIGKILL)
+        with pytest.raises(SandboxKilled):
+            child.request({"op": "call", "target": {"name": "wait_here"}, "kwargs": {"__dict__": {}}})
+        child.close()
+        second = pool.get(True, [], {}, Limits(call_seconds=30), BWRAP)
+        assert second is not first and second.alive
+        with Sandbox(True, limits=Limits(call_seconds=30), isolation=BWRAP, workdir=tmp_path, zygote=second) as sb:
+            assert _run(sb, "print('fresh')") == "fresh"
+    finally:
+        pool.close()
+
+
+def test_the_cleaner_removes_folders_a_sandbox_made_unreadable(tmp_path):
+    folder = tmp_path / "submission"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "a" / "b" / "f.txt").write_text("x")
+    (folder / "a" / "b").chmod(0o000)
+    (folder / "a").chmod(0o500)
+    os.symlink("/etc/passwd", folder / "link")
+    assert zygote_main._clean(None, str(folder), scan_scratch=False)
+    assert not folder.exists()
+    assert os.path.exists("/etc/passwd"), "a link is removed, never followed"
