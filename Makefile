@@ -83,9 +83,14 @@ lab: env
 
 # nbval executes every solution notebook (--dist loadfile keeps each notebook's
 # cells on one worker), then the unit, grading, repository and browser tests.
+# The last line says how long it all took (the budget: under 10 minutes on 2 cores).
 test: test-env
-	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax --nbval-current-env solutions $(ARGS)
-	$(PY) -m pytest -n $(WORKERS) --dist loadgroup tests $(ARGS)
+	@start=$$(date +%s); \
+	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax --nbval-current-env solutions $(ARGS) \
+	  && $(PY) -m pytest -n $(WORKERS) --dist loadgroup tests $(ARGS); status=$$?; \
+	elapsed=$$(( $$(date +%s) - start )); \
+	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((elapsed / 60)) min $$((elapsed % 60)) s" \
+	  "of wall time ($$(nproc) cores, pytest -n $(WORKERS))"; exit $$status
 
 labs: env
 	$(PY) -m coursetools.build_labs
