@@ -259,23 +259,147 @@ def grid_cross_entropy(logits: torch.Tensor, y: torch.Tensor, class_dim: int = -
     return F.cross_entropy(logits, y.expand(logits.shape[0], -1), reduction="none").mean(dim=-1)
 
 
-def _transposed(arrays, dtype):
-    """Each W (n_in, n_out) as W.T (n_out, n_in) and each b (n_out,) as a column (n_out, 1)."""
-    return [_t(a, dtype).T.contiguous() if np.ndim(a) == 2 else _t(a, dtype).unsqueeze(-1) for a in arrays]
+def _plane_operands(weights, direction_x, direction_y, X, skip, dtype):
+    """What :func:`loss_grid_batched` precomputes once for the plane ``theta + a d_x + b d_y``.
+
+    Every operand is built for the three "models" theta, d_x and d_y side by
+    side, so that the coefficients ``[1, a, b]`` of a grid point, multiplied
+    with it, give that point's array: everything on the plane is linear in the
+    weights. Activations carry a constant column of ones, which multiplies the
+    bias row of the next layer's augmented matrix ``[W; b]``: the bias costs no
+    separate pass.
+
+    * Layer 1 is linear in (a, b) as a whole: ``first[m]`` is
+      ``[X @ W1_m + b1_m, e_m]`` of model m, shape (N, h1 + 1). The ones column
+      ``e`` is 1 for theta and 0 for the directions (for a residual layer 1 it
+      is 0 everywhere: its input ``[X, 1]`` brings the 1).
+    * Hidden layer k >= 2 is ``[W_k; b_k]``, shape (n_in + 1, n_out), with one
+      more column ``[0, ..., 0, 1]`` for theta (0 for the directions, and 0
+      everywhere for a residual layer, where ``h + relu(z)`` keeps the input's
+      1) when another hidden layer follows and needs the ones column. They are
+      flattened side by side in ``hidden``.
+    * The last layer is linear in (a, b) given its input, and runs as one
+      product of the whole block's activations with ``W_L.T`` of the three
+      models; its bias is added per point afterwards. With two classes only the
+      difference of the two logits matters (the loss is
+      ``softplus(z_other - z_true)``), so it has the single row
+      ``W[:, 1] - W[:, 0]`` and bias ``b[1] - b[0]``.
+
+    Returns
+    -------
+    first : ndarray of shape (3, N, h1 + 1)
+    hidden : ndarray of shape (3, n_hidden_numbers)
+    hidden_shapes : list of (n_in + 1, n_out or n_out + 1), one per hidden layer after the first
+    last, last_bias : ndarrays of shape (3, rows, n_in) and (3, rows), or None for a one-layer model
+        ``rows`` is 1 for two classes (the logit difference), else n_classes.
+    residual : list of bool, one per layer
+    x_aug : ndarray of shape (N, n_in + 1), or None
+        ``[X, 1]``, the input a residual first layer adds to its output.
+    """
+    sizes = layer_sizes(weights)
+    n_layers = len(sizes) - 1
+    residual = _residual_layers(sizes) if skip else [False] * n_layers
+    Xt = _t(X, dtype)
+    models = [[_t(p, dtype) for p in m] for m in (weights, direction_x, direction_y)]
+    first = torch.zeros(3, Xt.shape[0], sizes[1] + 1, dtype=dtype)
+    for m, params in enumerate(models):
+        torch.addmm(params[1], Xt, params[0], out=first[m, :, :-1])
+    x_aug = torch.cat([Xt, torch.ones(Xt.shape[0], 1, dtype=dtype)], dim=1).numpy() if residual[0] else None
+    first[0, :, -1] = 0.0 if residual[0] else 1.0
+    hidden, hidden_shapes, last, last_bias = [], [], None, None
+    for k in range(1, n_layers):
+        n_in, n_out = sizes[k], sizes[k + 1]
+        if k == n_layers - 1:
+            rows = 1 if n_out == 2 else n_out
+            last, last_bias = torch.zeros(3, rows, n_in, dtype=dtype), torch.zeros(3, rows, dtype=dtype)
+            for m, params in enumerate(models):
+                W, b = params[2 * k], params[2 * k + 1]
+                if n_out == 2:
+                    last[m, 0], last_bias[m, 0] = W[:, 1] - W[:, 0], b[1] - b[0]
+                else:
+                    last[m], last_bias[m] = W.T, b
+            last, last_bias = last.numpy(), last_bias.numpy()
+            break
+        cols = n_out + 1 if k < n_layers - 2 else n_out   # the ones column, for the next hidden layer's bias
+        mats = torch.zeros(3, n_in + 1, cols, dtype=dtype)
+        for m, params in enumerate(models):
+            mats[m, :n_in, :n_out], mats[m, n_in, :n_out] = params[2 * k], params[2 * k + 1]
+        if cols > n_out:
+            mats[0, n_in, n_out] = 0.0 if residual[k] else 1.0
+        hidden.append(mats.reshape(3, -1))
+        hidden_shapes.append((n_in + 1, cols))
+    hidden = torch.cat(hidden, dim=1) if hidden else torch.zeros(3, 0, dtype=dtype)
+    return first.numpy(), hidden.numpy(), hidden_shapes, last, last_bias, residual, x_aug
 
 
-def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, skip=False, chunk_size=64,
+_BLAS_CONTROLLER = None
+
+
+def _single_threaded_blas():
+    """A context in which numpy's BLAS runs on one thread.
+
+    OpenBLAS splits a product over its own threads once it is large enough
+    (the layer-1 product of a block of 64 points already is), whatever
+    ``torch.set_num_threads`` says; on a machine busy with other work those
+    extra threads mostly wait for one another. The per-point matrices are far
+    too small for threads to help, so the grid keeps BLAS on one thread.
+    """
+    global _BLAS_CONTROLLER
+    if _BLAS_CONTROLLER is None:    # finding the loaded BLAS libraries takes milliseconds: once per process
+        from threadpoolctl import ThreadpoolController
+        _BLAS_CONTROLLER = ThreadpoolController()
+    return _BLAS_CONTROLLER.limit(limits=1, user_api="blas")
+
+
+# Blocks when the caller does not choose: at most this many grid points, and at most this many
+# bytes in the block's two activation buffers. On the lab's 2-16-16-2 model blocks of 64 to 192
+# points were equally fast (benchmarks/landscape_grid.py); smaller ones pay more Python per point.
+_BLOCK_POINTS = 128
+_BLOCK_BYTES = 1 << 24
+
+
+def _mean_softplus(d, scratch, out):
+    """``out[p] = mean_n log(1 + exp(d[p, n]))``, destroying d; scratch is like d.
+
+    Computed as ``relu(d) + log1p(exp(-|d|))``, which never overflows, in numpy
+    passes over the block (in float64 faster here than torch's softplus).
+    """
+    np.abs(d, out=scratch)
+    np.add(d, scratch, out=d)                    # 2 relu(d), exactly
+    np.negative(scratch, out=scratch)
+    np.exp(scratch, out=scratch)
+    np.log1p(scratch, out=scratch)
+    np.multiply(d, 0.5, out=d)
+    np.add(scratch, d, out=scratch)
+    np.matmul(scratch, np.full(d.shape[1], 1.0 / d.shape[1], dtype=d.dtype), out=out)
+
+
+def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, skip=False, chunk_size=None,
                       dtype=DT, progress=False) -> np.ndarray:
-    """Loss on the plane ``theta + a d_x + b d_y``, evaluated chunk by chunk of stacked models.
+    """Loss on the plane ``theta + a d_x + b d_y``, evaluated block by block of stacked models.
 
-    Each chunk of grid points becomes one stacked model (every weight gets a
-    leading axis of length ``chunk_size``), so a whole chunk costs a few batched
+    Each block of grid points becomes one stacked model (every weight gets a
+    leading axis of length ``chunk_size``), so a whole block costs a few batched
     matrix products instead of ``chunk_size`` separate forward passes: the
-    method of the lab's ``loss_grid`` exercise. Two refinements leave the numbers
-    unchanged: the layers run transposed, ``W.T @ h.T`` with activations of
-    shape (P, width, N), so that the long sample axis is the contiguous one;
-    and the first layer, which is linear in (a, b), combines three products
-    computed once instead of multiplying X by every stacked W1.
+    method of the lab's ``loss_grid`` exercise. Refinements that leave the
+    numbers unchanged up to rounding remove most of the remaining work (see
+    :func:`_plane_operands`):
+
+    * the first layer is linear in (a, b), ``X W1(a, b) = X W1 + a X U1 + b X V1``:
+      three products computed once, then one product of the block's (P, 3)
+      coefficients ``[1, a, b]`` with them gives the block's pre-activations;
+    * one product of the same coefficients with the stacked ``[theta; d_x; d_y]``
+      gives the block's perturbed hidden weights (no per-layer arithmetic);
+    * activations carry a constant column of ones that folds each hidden bias
+      into its matrix product, so a hidden layer is one stacked product
+      (numpy's: on the course's CPU it multiplies these small float64 matrices
+      about twice as fast as torch's) and one in-place ReLU;
+    * the last layer is linear in (a, b) given its input: one large product of
+      the block's activations with ``W_L`` of theta, d_x and d_y, two scaled
+      additions and the points' biases, instead of P tiny products; with two
+      classes it computes only the logit difference;
+    * every block reuses the same preallocated buffers, and numpy's BLAS stays
+      on one thread (see :func:`_single_threaded_blas`).
 
     Parameters
     ----------
@@ -285,43 +409,97 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     alphas : ndarray of shape (n_alpha,)
     betas : ndarray of shape (n_beta,)
     skip : bool
-    chunk_size : int
-        Grid points per stacked model; bounds the memory (activations take
-        about chunk_size * n_samples * width numbers).
+    chunk_size : int or None
+        Grid points per stacked block; bounds the memory (two buffers of
+        ``chunk_size * n_samples * (width + 1)`` numbers and one of
+        ``3 * chunk_size * n_samples * n_classes``). None: 128 points, fewer
+        if these buffers would exceed 16 MiB.
     dtype : torch.dtype, default float64
+        The precision of the arithmetic.
     progress : bool
-        Show a tqdm bar over the chunks.
+        Show a tqdm bar over the blocks.
 
     Returns
     -------
     ndarray of shape (n_beta, n_alpha), float64
     """
     A, B = np.meshgrid(np.asarray(alphas, dtype=np.float64), np.asarray(betas, dtype=np.float64))
-    a_all, b_all = _t(A.ravel(), dtype), _t(B.ravel(), dtype)
-    theta, dx, dy = (_transposed(arrays, dtype) for arrays in (weights, direction_x, direction_y))
-    XT, yt = _t(X, dtype).T.contiguous(), _labels(y)
-    n_layers = len(theta) // 2
-    # Layer 1 is linear in (a, b): X(W + a U + b V) = XW + a XU + b XV, three products computed once.
-    first = [torch.matmul(p[0], XT) + p[1] for p in (theta, dx, dy)]       # each (h1, N)
-    out = torch.empty(a_all.shape[0], dtype=dtype)
-    starts = range(0, a_all.shape[0], chunk_size)
+    n_points = A.size
+    np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    coeffs = np.stack([np.ones(n_points), A.ravel(), B.ravel()], axis=1).astype(np_dtype)     # (n_points, 3)
+    first, hidden, hidden_shapes, last, last_bias, residual, x_aug = _plane_operands(
+        weights, direction_x, direction_y, X, skip, dtype)
+    n_samples, n_classes = np.shape(X)[0], layer_sizes(weights)[-1]
+    sign = (1 - 2 * np.asarray(y)).astype(np_dtype)  # two classes: +1 where y = 0 (loss softplus(z1 - z0)), -1 where y = 1
+    cols_max = max([first.shape[2]] + [cols for _, cols in hidden_shapes])
+    last_rows = 0 if last is None else last.shape[1]
+    point_bytes = (2 * cols_max + 3 * last_rows) * n_samples * np_dtype.itemsize
+    if chunk_size is None:
+        chunk_size = max(1, min(_BLOCK_POINTS, _BLOCK_BYTES // point_bytes))
+    block = max(1, min(int(chunk_size), n_points))
+    # Two activation buffers used in turn (a layer reads one and writes the other), one for the last
+    # layer's three products, one for the block's perturbed hidden weights; a ragged last block uses
+    # their leading parts. The torch views share the activation buffers' memory: ReLU runs in torch,
+    # several times faster at it than np.maximum.
+    buffers = [np.empty(block * n_samples * cols_max, dtype=np_dtype) for _ in range(2)]
+    buffers_t = [torch.from_numpy(buffer) for buffer in buffers]
+    last_buffer = np.empty(3 * last_rows * block * n_samples, dtype=np_dtype)
+    scratch = np.empty(block * n_samples, dtype=np_dtype)
+    params = np.empty((block, hidden.shape[1]), dtype=np_dtype)
+    offsets = np.cumsum([0] + [rows * cols for rows, cols in hidden_shapes])
+    out = np.empty(n_points, dtype=np_dtype)
+    starts = range(0, n_points, block)
     if progress:
         from tqdm.auto import tqdm
         starts = tqdm(starts, desc="loss grid", leave=False)
-    with torch.no_grad():
+    with torch.no_grad(), _single_threaded_blas():
         for s in starts:
-            a = a_all[s:s + chunk_size].view(-1, 1, 1)  # one coefficient per stacked model
-            b = b_all[s:s + chunk_size].view(-1, 1, 1)
-            zT = torch.addcmul(torch.addcmul(first[0], a, first[1]), b, first[2])   # (P, h1, N)
-            hT = XT
-            for k in range(1, n_layers):
-                act = torch.relu_(zT)
-                hT = hT + act if (skip and act.shape[-2] == hT.shape[-2]) else act
-                W = torch.addcmul(torch.addcmul(theta[2 * k], a, dx[2 * k]), b, dy[2 * k])        # (P, n_out, n_in)
-                bias = torch.addcmul(torch.addcmul(theta[2 * k + 1], a, dx[2 * k + 1]), b, dy[2 * k + 1])
-                zT = torch.baddbmm(bias, W, hT)                                                   # (P, n_out, N)
-            out[s:s + chunk_size] = grid_cross_entropy(zT, yt, class_dim=1)
-    return out.double().numpy().reshape(A.shape)
+            c = coeffs[s:s + block]
+            P = c.shape[0]
+            size = P * first[0].size
+            h = np.matmul(c, first.reshape(3, -1), out=buffers[0][:size].reshape(P, -1))
+            h = h.reshape(P, n_samples, -1)                                    # (P, N, h1 + 1)
+            if last is None:                  # a one-layer model: layer 1 gives the logits
+                logits = torch.from_numpy(h[:, :, :n_classes])
+                out[s:s + P] = grid_cross_entropy(logits, _labels(y)).numpy()
+                continue
+            buffers_t[0][:size].relu_()
+            if residual[0]:
+                np.add(h, x_aug, out=h)
+            if hidden_shapes:
+                np.matmul(c, hidden, out=params[:P])
+            idx = 0
+            for k, (rows, cols) in enumerate(hidden_shapes, start=1):
+                idx, size = 1 - idx, P * n_samples * cols
+                W = params[:P, offsets[k - 1]:offsets[k]].reshape(P, rows, cols)
+                if k < len(hidden_shapes):
+                    z = np.matmul(h, W, out=buffers[idx][:size].reshape(P, n_samples, cols))
+                else:   # stored feature-major, (cols, P, N), so that the last layer is one row-major product
+                    z = np.matmul(h, W, out=buffers[idx][:size].reshape(cols, P, n_samples).transpose(1, 2, 0))
+                buffers_t[idx][:size].relu_()
+                if residual[k]:
+                    np.add(z, h[:, :, :cols], out=z)   # a ones column of z is 0 and h's is 1
+                h = z
+            # The last layer: [1, a, b] combine three products of its input, then the point's bias.
+            n_in = last.shape[2]
+            if hidden_shapes:
+                h_t = buffers[idx][:P * n_samples * h.shape[2]].reshape(-1, P * n_samples)[:n_in]
+            else:
+                h_t = h.reshape(P * n_samples, -1)[:, :n_in].T
+            g = np.matmul(last.reshape(-1, n_in), h_t, out=last_buffer[:3 * last_rows * P * n_samples]
+                          .reshape(3 * last_rows, P * n_samples)).reshape(3, last_rows, P, n_samples)
+            np.multiply(g[1], c[:, 1, None], out=g[1])
+            np.add(g[0], g[1], out=g[0])
+            np.multiply(g[2], c[:, 2, None], out=g[2])
+            np.add(g[0], g[2], out=g[0])
+            logits = np.add(g[0], (c @ last_bias).T[:, :, None], out=g[0])           # (rows, P, N)
+            if last_rows == 1:                                         # two classes: the logit difference
+                d = np.multiply(logits[0], sign, out=logits[0])
+                _mean_softplus(d, scratch[:P * n_samples].reshape(P, n_samples), out[s:s + P])
+            else:
+                logits_t = torch.from_numpy(logits).permute(1, 0, 2)
+                out[s:s + P] = grid_cross_entropy(logits_t, _labels(y), class_dim=1).numpy()
+    return out.astype(np.float64).reshape(A.shape)
 
 
 def loss_grid_loop(weights, direction_x, direction_y, X, y, alphas, betas, skip=False, dtype=DT,
