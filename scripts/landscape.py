@@ -352,10 +352,11 @@ def _single_threaded_blas():
 
 
 # Blocks when the caller does not choose: at most this many grid points, and at most this many
-# bytes in the block's two activation buffers. On the lab's 2-16-16-2 model blocks of 64 to 192
-# points were equally fast (benchmarks/landscape_grid.py); smaller ones pay more Python per point.
+# bytes in a block's buffers. On the lab's 2-16-16-2 model (100 samples) that gives 70 points in
+# float64 and 128 in float32, where both ran fastest: smaller blocks pay more Python per point,
+# larger ones spill out of the CPU's 1 MiB per-core L2 cache.
 _BLOCK_POINTS = 128
-_BLOCK_BYTES = 1 << 24
+_BLOCK_BYTES = 1 << 21
 
 
 def _mean_softplus(d, scratch, out):
@@ -413,7 +414,7 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
         Grid points per stacked block; bounds the memory (two buffers of
         ``chunk_size * n_samples * (width + 1)`` numbers and one of
         ``3 * chunk_size * n_samples * n_classes``). None: 128 points, fewer
-        if these buffers would exceed 16 MiB.
+        if these buffers would exceed 2 MiB.
     dtype : torch.dtype, default float64
         The precision of the arithmetic.
     progress : bool
@@ -430,30 +431,31 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     first, hidden, hidden_shapes, last, last_bias, residual, x_aug = _plane_operands(
         weights, direction_x, direction_y, X, skip, dtype)
     n_samples, n_classes = np.shape(X)[0], layer_sizes(weights)[-1]
-    sign = (1 - 2 * np.asarray(y)).astype(np_dtype)  # two classes: +1 where y = 0 (loss softplus(z1 - z0)), -1 where y = 1
+    # Two classes: the loss is softplus(sign * (z1 - z0)), sign +1 where y = 0 and -1 where y = 1.
+    sign = (1 - 2 * np.asarray(y)).astype(np_dtype)
     cols_max = max([first.shape[2]] + [cols for _, cols in hidden_shapes])
     last_rows = 0 if last is None else last.shape[1]
     point_bytes = (2 * cols_max + 3 * last_rows) * n_samples * np_dtype.itemsize
     if chunk_size is None:
         chunk_size = max(1, min(_BLOCK_POINTS, _BLOCK_BYTES // point_bytes))
     block = max(1, min(int(chunk_size), n_points))
-    # Two activation buffers used in turn (a layer reads one and writes the other), one for the last
-    # layer's three products, one for the block's perturbed hidden weights; a ragged last block uses
-    # their leading parts. The torch views share the activation buffers' memory: ReLU runs in torch,
-    # several times faster at it than np.maximum.
-    buffers = [np.empty(block * n_samples * cols_max, dtype=np_dtype) for _ in range(2)]
-    buffers_t = [torch.from_numpy(buffer) for buffer in buffers]
-    last_buffer = np.empty(3 * last_rows * block * n_samples, dtype=np_dtype)
-    scratch = np.empty(block * n_samples, dtype=np_dtype)
-    params = np.empty((block, hidden.shape[1]), dtype=np_dtype)
     offsets = np.cumsum([0] + [rows * cols for rows, cols in hidden_shapes])
     out = np.empty(n_points, dtype=np_dtype)
-    starts = range(0, n_points, block)
-    if progress:
-        from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="loss grid", leave=False)
-    with torch.no_grad(), _single_threaded_blas():
+
+    def run_blocks(starts, bar=None):
+        """Evaluate the blocks beginning at ``starts``, writing their losses into ``out``."""
+        # Two activation buffers used in turn (a layer reads one and writes the other), one for the
+        # last layer's three products, one for the block's perturbed hidden weights; a ragged last
+        # block uses their leading parts. The torch views share the activation buffers' memory: ReLU
+        # runs in torch, several times faster at it than np.maximum.
+        buffers = [np.empty(block * n_samples * cols_max, dtype=np_dtype) for _ in range(2)]
+        buffers_t = [torch.from_numpy(buffer) for buffer in buffers]
+        last_buffer = np.empty(3 * last_rows * block * n_samples, dtype=np_dtype)
+        scratch = np.empty(block * n_samples, dtype=np_dtype)
+        params = np.empty((block, hidden.shape[1]), dtype=np_dtype)
         for s in starts:
+            if bar is not None:
+                bar.update(1)
             c = coeffs[s:s + block]
             P = c.shape[0]
             size = P * first[0].size
@@ -499,6 +501,31 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
             else:
                 logits_t = torch.from_numpy(logits).permute(1, 0, 2)
                 out[s:s + P] = grid_cross_entropy(logits_t, _labels(y), class_dim=1).numpy()
+
+    # Blocks are independent: with several torch threads, as many Python threads take a share of
+    # them each (numpy and torch release the GIL while they compute), every one running its
+    # products and ReLUs on a single thread.
+    starts = list(range(0, n_points, block))
+    n_workers = max(1, min(torch.get_num_threads(), len(starts)))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(starts), desc="loss grid", leave=False)
+    threads_before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with _single_threaded_blas():
+            if n_workers == 1:
+                run_blocks(starts, bar)
+            else:
+                from concurrent.futures import ThreadPoolExecutor
+                with ThreadPoolExecutor(n_workers) as pool:
+                    for future in [pool.submit(run_blocks, starts[w::n_workers], bar) for w in range(n_workers)]:
+                        future.result()
+    finally:
+        torch.set_num_threads(threads_before)
+        if bar is not None:
+            bar.close()
     return out.astype(np.float64).reshape(A.shape)
 
 

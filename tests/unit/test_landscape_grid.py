@@ -74,3 +74,19 @@ def test_blas_threads_restored():
     weights, d_x, d_y, X, y = _case((2, 6, 5, 2), False)
     loss_grid_batched(weights, d_x, d_y, X, y, ALPHAS, BETAS)
     assert [(info["filepath"], info["num_threads"]) for info in threadpool_info()] == before
+
+
+@pytest.mark.parametrize("sizes, skip", [MODELS[0], MODELS[2]])
+def test_batched_grid_on_two_threads(sizes, skip):
+    """With two torch threads the blocks are shared between two workers: same grid, thread count restored."""
+    weights, d_x, d_y, X, y = _case(sizes, skip)
+    expected = loss_grid_loop(weights, d_x, d_y, X, y, ALPHAS, BETAS, skip=skip)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        got = loss_grid_batched(weights, d_x, d_y, X, y, ALPHAS, BETAS, skip=skip, chunk_size=4)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    err = np.max(np.abs(got - expected))
+    assert np.allclose(got, expected, rtol=TOL64, atol=TOL64), f"two workers: max |diff| {err:.2e} > {TOL64:.0e}"
