@@ -35,6 +35,7 @@ from .zygote import ZygotePool, default_pool
 
 _LABS: dict[str, TrustedLab] = {}
 _POOL: ZygotePool | None = None   # this worker's sandbox servers
+LAST_RUN: dict = {}               # where the last run's time went (benchmarks/grade_throughput.py prints it)
 
 
 def _die_with_parent() -> None:
@@ -193,6 +194,7 @@ def main(argv=None) -> int:
             for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
                 results.append(fut.result())
     graded_seconds = time.perf_counter() - started
+    recording_started = time.perf_counter()
     # A rerun: what is no longer submitted, or no longer gradable, keeps no old grade or feedback in OUT.
     course.reconcile(labs, {(r["student"], r["lab"]) for r in results if r.get("status") == "graded"})
 
@@ -228,6 +230,7 @@ def main(argv=None) -> int:
                          "max_score": sum(v["max_points"] for v in r["verdicts"]), "status": status,
                          "reason": reason})
     rows.sort(key=lambda r: (r["student"], r["lab"]))
+    recorded_seconds = time.perf_counter() - recording_started
     summary = report.summarise(rows, question_rows)
     print(report.terminal(summary))  # first: if OUT fails now (a full disk), the grades were still shown
     try:
@@ -238,9 +241,22 @@ def main(argv=None) -> int:
               f"the summary above is what was graded", file=sys.stderr)
         return 2
     total = time.perf_counter() - started
-    print(f"\n{len(jobs)} notebook(s) in {total:.1f} s ({graded_seconds:.1f} s in sandboxes, "
+    LAST_RUN.clear()
+    LAST_RUN.update(phase_seconds(results), notebooks=len(jobs), total=total, grading=graded_seconds,
+                    recording=recorded_seconds)
+    print(f"\n{len(jobs)} notebook(s) in {total:.1f} s ({graded_seconds:.1f} s grading in sandboxes, "
+          f"{recorded_seconds:.1f} s recording in nbgrader's gradebook; "
           f"{len(jobs) / max(total, 1e-9) * 60:.1f} notebooks/min). Results in {out}")
     return 0
+
+
+def phase_seconds(results: list[dict]) -> dict:
+    """Wall seconds the workers spent, summed over notebooks: starting sandboxes, running cells, checks."""
+    totals = {"start": 0.0, "cells": 0.0, "checks": 0.0}
+    for r in results:
+        for phase, seconds in (r.get("timings") or {}).items():
+            totals[phase] = totals.get(phase, 0.0) + float(seconds)
+    return totals
 
 
 if __name__ == "__main__":

@@ -45,6 +45,7 @@ class SubmissionResult:
     verdicts: list = field(default_factory=list)
     cell_outputs: dict = field(default_factory=dict)  # exercise grade_id -> text shown under it
     layers: dict = field(default_factory=dict)        # the isolation layers its sandbox reported
+    timings: dict = field(default_factory=dict)       # wall seconds: "start" (sandboxes), "cells", "checks"
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -69,6 +70,7 @@ class SubmissionRunner:
         self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
         self.cpu_spent = 0.0                 # CPU seconds used by this notebook's earlier sandboxes
         self.layers: dict = {}
+        self.timings = {"start": 0.0, "cells": 0.0, "checks": 0.0}
 
     def cpu_used(self) -> float:
         """CPU seconds the submission's code has used, over every sandbox it needed."""
@@ -87,6 +89,7 @@ class SubmissionRunner:
             self.sandbox = None
         if self.out_of_time():
             raise SandboxTimeout(f"the notebook's grading time ({self.limits.notebook_seconds:.0f} s of CPU) ran out")
+        started = time.perf_counter()  # a sandbox server's own start-up included, when one is needed
         zygote = None
         if self.pool is not None:
             try:
@@ -99,6 +102,15 @@ class SubmissionRunner:
                                workdir=self.workdir, cpu_allowance=self.limits.notebook_seconds - self.cpu_spent,
                                zygote=zygote)
         self.sandbox.start()
+        self.timings["start"] += time.perf_counter() - started
+        started = time.perf_counter()
+        try:
+            return self._load_cells()
+        finally:
+            self.timings["cells"] += time.perf_counter() - started
+
+    def _load_cells(self) -> Sandbox:
+        """Run the setup cells and the student's cells in the new sandbox, skipping cells that hung it before."""
         self.layers = self.sandbox.layers
         self.sandbox.deadline = self.deadline
         cells = list(self.trusted.setup_cells) + list(self.cells)
@@ -183,8 +195,10 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
                     f"(CPU) before this check (slow or endless code in an earlier exercise).", "timeout"))
                 continue
             out = io.StringIO()
+            started = None
             try:
                 sandbox = runner.ensure()
+                started = time.perf_counter()
                 local = SubmissionNames(sandbox, runner.names, trusted.globals())
                 ns = trusted.globals()
                 with contextlib.redirect_stdout(out), scoring_by_value():
@@ -207,8 +221,11 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
                 verdict = Verdict(cell.grade_id, 0.0, cell.points, False,
                                   f"The check could not use what your code returned: {last}", "raised-exception")
             result.verdicts.append(verdict)
+            if started is not None:
+                runner.timings["checks"] += time.perf_counter() - started
     finally:
         runner.close()
     result.cell_outputs = runner.cell_outputs
     result.layers = runner.layers
+    result.timings = runner.timings
     return result
