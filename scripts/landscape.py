@@ -442,6 +442,10 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     offsets = np.cumsum([0] + [rows * cols for rows, cols in hidden_shapes])
     out = np.empty(n_points, dtype=np_dtype)
 
+    if last is not None:
+        point_bias = (coeffs @ last_bias).T[:, :, None].copy()       # (rows, n_points, 1): the last layer's
+    first_flat, last_flat = first.reshape(3, -1), None if last is None else last.reshape(-1, last.shape[2])
+
     def run_blocks(starts, bar=None):
         """Evaluate the blocks beginning at ``starts``, writing their losses into ``out``."""
         # Two activation buffers used in turn (a layer reads one and writes the other), one for the
@@ -453,51 +457,67 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
         last_buffer = np.empty(3 * last_rows * block * n_samples, dtype=np_dtype)
         scratch = np.empty(block * n_samples, dtype=np_dtype)
         params = np.empty((block, hidden.shape[1]), dtype=np_dtype)
-        for s in starts:
-            if bar is not None:
-                bar.update(1)
-            c = coeffs[s:s + block]
-            P = c.shape[0]
+        views = {}
+
+        def views_for(P):
+            """Every view a block of P points uses, made once per block size (Python time adds up)."""
             size = P * first[0].size
-            h = np.matmul(c, first.reshape(3, -1), out=buffers[0][:size].reshape(P, -1))
-            h = h.reshape(P, n_samples, -1)                                    # (P, N, h1 + 1)
-            if last is None:                  # a one-layer model: layer 1 gives the logits
-                logits = torch.from_numpy(h[:, :, :n_classes])
-                out[s:s + P] = grid_cross_entropy(logits, _labels(y)).numpy()
-                continue
-            buffers_t[0][:size].relu_()
-            if residual[0]:
-                np.add(h, x_aug, out=h)
-            if hidden_shapes:
-                np.matmul(c, hidden, out=params[:P])
+            v = {"z1": buffers[0][:size].reshape(P, -1), "h1": buffers[0][:size].reshape(P, n_samples, -1),
+                 "relu1": buffers_t[0][:size], "params": params[:P], "layers": []}
             idx = 0
             for k, (rows, cols) in enumerate(hidden_shapes, start=1):
                 idx, size = 1 - idx, P * n_samples * cols
                 W = params[:P, offsets[k - 1]:offsets[k]].reshape(P, rows, cols)
                 if k < len(hidden_shapes):
-                    z = np.matmul(h, W, out=buffers[idx][:size].reshape(P, n_samples, cols))
+                    z = buffers[idx][:size].reshape(P, n_samples, cols)
                 else:   # stored feature-major, (cols, P, N), so that the last layer is one row-major product
-                    z = np.matmul(h, W, out=buffers[idx][:size].reshape(cols, P, n_samples).transpose(1, 2, 0))
-                buffers_t[idx][:size].relu_()
-                if residual[k]:
+                    z = buffers[idx][:size].reshape(cols, P, n_samples).transpose(1, 2, 0)
+                v["layers"].append((W, z, buffers_t[idx][:size], residual[k], cols))
+            if last is not None:
+                n_in = last.shape[2]
+                if hidden_shapes:
+                    v["h_t"] = buffers[idx][:P * n_samples * cols_max].reshape(-1, P * n_samples)[:n_in]
+                else:
+                    v["h_t"] = v["h1"].reshape(P * n_samples, -1)[:, :n_in].T
+                v["g_flat"] = last_buffer[:3 * last_rows * P * n_samples].reshape(3 * last_rows, P * n_samples)
+                v["g"] = v["g_flat"].reshape(3, last_rows, P, n_samples)
+                v["scratch"] = scratch[:P * n_samples].reshape(P, n_samples)
+            return v
+
+        for s in starts:
+            if bar is not None:
+                bar.update(1)
+            c = coeffs[s:s + block]
+            P = c.shape[0]
+            v = views.get(P) or views.setdefault(P, views_for(P))
+            np.matmul(c, first_flat, out=v["z1"])
+            h = v["h1"]                                                        # (P, N, h1 + 1)
+            if last is None:                  # a one-layer model: layer 1 gives the logits
+                logits = torch.from_numpy(h[:, :, :n_classes])
+                out[s:s + P] = grid_cross_entropy(logits, _labels(y)).numpy()
+                continue
+            v["relu1"].relu_()
+            if residual[0]:
+                np.add(h, x_aug, out=h)
+            if hidden_shapes:
+                np.matmul(c, hidden, out=v["params"])
+            for W, z, z_t, is_residual, cols in v["layers"]:
+                np.matmul(h, W, out=z)
+                z_t.relu_()
+                if is_residual:
                     np.add(z, h[:, :, :cols], out=z)   # a ones column of z is 0 and h's is 1
                 h = z
             # The last layer: [1, a, b] combine three products of its input, then the point's bias.
-            n_in = last.shape[2]
-            if hidden_shapes:
-                h_t = buffers[idx][:P * n_samples * h.shape[2]].reshape(-1, P * n_samples)[:n_in]
-            else:
-                h_t = h.reshape(P * n_samples, -1)[:, :n_in].T
-            g = np.matmul(last.reshape(-1, n_in), h_t, out=last_buffer[:3 * last_rows * P * n_samples]
-                          .reshape(3 * last_rows, P * n_samples)).reshape(3, last_rows, P, n_samples)
+            g = v["g"]
+            np.matmul(last_flat, v["h_t"], out=v["g_flat"])
             np.multiply(g[1], c[:, 1, None], out=g[1])
             np.add(g[0], g[1], out=g[0])
             np.multiply(g[2], c[:, 2, None], out=g[2])
             np.add(g[0], g[2], out=g[0])
-            logits = np.add(g[0], (c @ last_bias).T[:, :, None], out=g[0])           # (rows, P, N)
+            logits = np.add(g[0], point_bias[:, s:s + P], out=g[0])            # (rows, P, N)
             if last_rows == 1:                                         # two classes: the logit difference
                 d = np.multiply(logits[0], sign, out=logits[0])
-                _mean_softplus(d, scratch[:P * n_samples].reshape(P, n_samples), out[s:s + P])
+                _mean_softplus(d, v["scratch"], out[s:s + P])
             else:
                 logits_t = torch.from_numpy(logits).permute(1, 0, 2)
                 out[s:s + P] = grid_cross_entropy(logits_t, _labels(y), class_dim=1).numpy()
