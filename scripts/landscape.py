@@ -400,7 +400,10 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
       additions and the points' biases, instead of P tiny products; with two
       classes it computes only the logit difference;
     * every block reuses the same preallocated buffers, and numpy's BLAS stays
-      on one thread (see :func:`_single_threaded_blas`).
+      on one thread (see :func:`_single_threaded_blas`);
+    * with ``torch.get_num_threads()`` = T > 1, T Python threads share the
+      blocks, each computing on one thread (torch is set to one thread for the
+      duration of the call and restored afterwards).
 
     Parameters
     ----------
@@ -413,8 +416,8 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     chunk_size : int or None
         Grid points per stacked block; bounds the memory (two buffers of
         ``chunk_size * n_samples * (width + 1)`` numbers and one of
-        ``3 * chunk_size * n_samples * n_classes``). None: 128 points, fewer
-        if these buffers would exceed 2 MiB.
+        ``3 * chunk_size * n_samples * n_classes``, per thread). None: 128
+        points, fewer if these buffers would exceed 2 MiB.
     dtype : torch.dtype, default float64
         The precision of the arithmetic.
     progress : bool
