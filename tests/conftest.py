@@ -1,7 +1,36 @@
-"""Shared pytest setup: make tests/fixtures importable as `fixtures`."""
+"""Shared pytest setup: tests/fixtures importable as `fixtures`; xdist groups that hold under pytest 9."""
 
 import sys
 from pathlib import Path
 
+import pytest
+
+try:
+    from _pytest.nodeid import coerce_node_id  # pytest 9: a node's id is structured
+except ImportError:  # pragma: no cover - older pytest keeps the string xdist writes
+    coerce_node_id = None
+
 # tests/ itself is not a package; the fixtures package sits beside the tests.
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Keep each ``xdist_group`` on one worker (``--dist loadgroup``), as pytest-xdist means to.
+
+    pytest-xdist 3.8 marks a grouped test by appending ``@group`` to ``item._nodeid``; pytest 9
+    derives ``nodeid`` from ``item._id`` instead, so the mark was lost and every group was spread
+    over all workers: each worker then set up the group's expensive shared fixtures (a class
+    graded, a lab autograded) for itself. Same suffix, set where pytest 9 reads it.
+    """
+    if not getattr(config.option, "loadgroup", False):  # set in xdist workers only
+        return
+    for item in items:
+        groups = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                         for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(groups)
+        if groups and not item.nodeid.endswith(suffix):
+            if coerce_node_id is None:
+                item._nodeid = item.nodeid + suffix
+            else:
+                item._id = coerce_node_id(item.nodeid + suffix)

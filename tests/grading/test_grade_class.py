@@ -54,7 +54,9 @@ def _write(path: Path, nb) -> None:
     nbformat.write(nb, path)
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module-scoped fixture is set up again whenever xdist runs another module's
+# tests in between (each class run took minutes, and ran twice).
+@pytest.fixture(scope="session")
 def graded(tmp_path_factory):
     base = tmp_path_factory.mktemp("class")
     submitted, out = base / "submitted", base / "out"

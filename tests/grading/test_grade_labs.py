@@ -21,7 +21,9 @@ pytestmark = pytest.mark.xdist_group("grade-labs")
 LABS = [lab for lab in lab_ids() if MISTAKES.get(lab)]
 
 
-@pytest.fixture(scope="module")
+# Session scope: a module-scoped fixture is set up again whenever xdist runs another module's
+# tests in between (each class run took minutes, and ran twice).
+@pytest.fixture(scope="session")
 def class_results(tmp_path_factory):
     base = tmp_path_factory.mktemp("labs-class")
     submitted, out = base / "submitted", base / "out"

@@ -23,10 +23,18 @@ from fixtures.notebooks import (cells_by_id, check_points, group_mistakes, repre
 LABS = [lab for lab in lab_ids() if lab in MISTAKES]
 
 
-@pytest.fixture(scope="module", params=LABS)
-def graded(request, tmp_path_factory):
-    """One scratch course per lab with every fixture submission autograded (shared by the tests below)."""
-    lab = request.param
+@pytest.fixture(scope="session")
+def autograded_courses(tmp_path_factory) -> dict:
+    """lab -> (lab, course, groups), each lab autograded once per session, when a test first needs it.
+
+    Not a parametrized module fixture: xdist interleaves modules on a worker, and pytest then set
+    up a lab's course again (nbgrader autograde of every fixture submission, minutes each).
+    """
+    return {"factory": tmp_path_factory}
+
+
+def _autograde(lab: str, tmp_path_factory):
+    """One scratch course with the solution, the stub and every mistake group autograded by nbgrader."""
     course = ScratchCourse(tmp_path_factory.mktemp(f"course-{lab}"))
     course.add_lab(lab)
     course.submit("solution", lab, submission(lab))
@@ -36,6 +44,15 @@ def graded(request, tmp_path_factory):
         course.submit(f"mistakes{i}", lab, submission(lab, group))
     course.autograde(lab)
     return lab, course, groups
+
+
+# One xdist group per lab: a lab's tests share one worker (and its autograded course); labs spread.
+@pytest.fixture(params=[pytest.param(lab, marks=pytest.mark.xdist_group(f"autograde-{lab}")) for lab in LABS])
+def graded(request, autograded_courses):
+    lab = request.param
+    if lab not in autograded_courses:
+        autograded_courses[lab] = _autograde(lab, autograded_courses["factory"])
+    return autograded_courses[lab]
 
 
 def test_solution_scores_full_marks(graded):
