@@ -14,6 +14,7 @@ are listed, with reasons); 2 when the command itself is misused.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import os
 import sys
@@ -179,20 +180,32 @@ def main(argv=None) -> int:
         return 1
     print("isolation of each submission on this machine:\n" + describe_layers(isolation, layers), file=sys.stderr)
 
-    from .nbgrader_bridge import NbgraderCourse, graded_notebook
+    from .nbgrader_bridge import NbgraderCourse
 
     course = NbgraderCourse(out, args.db)
-    course.prepare(labs_used)
-    results: list[dict] = []
-    if jobs:
-        workers = min(args.workers, len(jobs))
+    workers = max(1, min(args.workers, len(jobs)))
+    with contextlib.ExitStack() as stack:
         # Spawned, not forked: a parent that has imported torch has threads, and a fork of a threaded
-        # process can deadlock (a grading run hung with both workers idle).
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(labs_used,)) as pool:
-            futures = [pool.submit(_grade_one, s.student, s.lab, str(s.path), isolation, limits) for s in jobs]
-            for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
-                results.append(fut.result())
+        # process can deadlock (a grading run hung with both workers idle). The same workers write
+        # the feedback pages afterwards.
+        pool = None
+        if jobs:
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(labs_used,))
+            stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error, queued notebooks go
+        return _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
+                                 started)
+
+
+def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
+                      started) -> int:
+    from .nbgrader_bridge import graded_notebook
+
+    results: list[dict] = []
+    futures = [pool.submit(_grade_one, s.student, s.lab, str(s.path), isolation, limits) for s in jobs] if pool else []
+    course.prepare(labs_used)  # nbgrader's assignments, while the workers grade
+    for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
+        results.append(fut.result())
     graded_seconds = time.perf_counter() - started
     recording_started = time.perf_counter()
     # A rerun: what is no longer submitted, or no longer gradable, keeps no old grade or feedback in OUT.
@@ -214,7 +227,7 @@ def main(argv=None) -> int:
         for r in lab_results:
             nb = graded_notebook(lab_notebook(lab), r["solutions"])
             course.add(r["student"], lab, nb, {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"]})
-        course.autograde(lab)
+        course.autograde(lab, feedback_pool=pool, chunks=workers)
         recorded = course.scores(lab)
         for r in sorted(lab_results, key=lambda x: x["student"]):
             book = recorded.get(r["student"], {})

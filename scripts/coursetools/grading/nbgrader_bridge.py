@@ -88,6 +88,7 @@ class NbgraderCourse:
         self.root = Path(root)
         self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
         self.verdict_dir = self.root / ".verdicts"
+        self._api = None
 
     def prepare(self, labs: list[str]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -98,14 +99,24 @@ class NbgraderCourse:
         for lab in labs:
             shutil.copytree(SOLUTIONS / lab, self.root / "source" / lab, dirs_exist_ok=True,
                             ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-            self.run("generate_assignment", lab, "--force")
+            self.generate_assignment(lab)
 
     def run(self, *args: str) -> subprocess.CompletedProcess:
+        """nbgrader's command line, in a process of its own (for what the in-process API lacks)."""
         proc = subprocess.run([sys.executable, "-m", "nbgrader", *args, f"--db={self.db_url}",
                                "--log-level=ERROR"], cwd=self.root, capture_output=True, text=True, env=tool_env())
         if proc.returncode != 0:
             raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
         return proc
+
+    def api(self):
+        """nbgrader's own API on this course, in this process (no interpreter start per step: seconds each)."""
+        if self._api is None:
+            self._api = nbgrader_api(self.root, self.db_url)
+        return self._api
+
+    def generate_assignment(self, lab: str) -> None:
+        _succeeded(self.api().generate_assignment(lab, force=True), f"generate_assignment {lab}")
 
     def add(self, student: str, lab: str, notebook, verdicts: dict) -> None:
         target = self.root / "submitted" / student / lab / f"{lab}.ipynb"
@@ -114,9 +125,22 @@ class NbgraderCourse:
         (self.verdict_dir / student).mkdir(exist_ok=True)
         (self.verdict_dir / student / f"{lab}.json").write_text(json.dumps(verdicts), encoding="utf-8")
 
-    def autograde(self, lab: str) -> None:
-        self.run("autograde", lab, "--force")
-        self.run("generate_feedback", lab, "--force")
+    def autograde(self, lab: str, feedback_pool=None, chunks: int = 1) -> None:
+        """Record every submission of ``lab`` through nbgrader's autograde, then write the feedback.
+
+        Autograde writes the gradebook, so it runs here, in one process; the feedback pages only
+        read it, so with ``feedback_pool`` (an executor) they are made in ``chunks`` parallel tasks.
+        """
+        _succeeded(self.api().autograde(lab, "*", force=True), f"autograde {lab}")
+        students = sorted(p.name for p in (self.root / "autograded").iterdir()
+                          if (p / lab).is_dir()) if (self.root / "autograded").is_dir() else []
+        if feedback_pool is None or chunks < 2 or len(students) < 2:
+            _succeeded(self.api().generate_feedback(lab, None, force=True), f"generate_feedback {lab}")
+            return
+        tasks = [feedback_pool.submit(write_feedback, str(self.root), self.db_url, lab, students[i::chunks])
+                 for i in range(chunks)]
+        for task in tasks:
+            task.result()
 
     def reconcile(self, labs: list[str], keep: set[tuple[str, str]]) -> None:
         """Forget every submission of ``labs`` that this run did not grade: OUT then agrees with SUBMITTED.
@@ -169,6 +193,40 @@ class NbgraderCourse:
                 nb = gb.find_submission_notebook(lab, lab, sub.student.id)
                 out[sub.student.id] = {g.name: (float(g.score), float(g.max_score)) for g in nb.grades}
         return out
+
+
+def nbgrader_api(root: Path, db_url: str):
+    """An ``NbGraderAPI`` for the course at ``root``, configured by its nbgrader_config.py."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+    from traitlets.config.loader import PyFileConfigLoader
+
+    # nbgrader runs `alembic` by name when it creates a gradebook: this interpreter's bin/ must be on PATH.
+    os.environ["PATH"] = tool_env()["PATH"] if os.path.dirname(sys.executable) not in \
+        os.environ.get("PATH", "").split(os.pathsep) else os.environ["PATH"]
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.db_url = db_url
+    config.Application.log_level = "ERROR"
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _succeeded(result: dict, what: str) -> None:
+    if not result.get("success"):
+        raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error', '')[-3000:]}\n{result.get('log', '')[-3000:]}")
+
+
+_FEEDBACK_APIS: dict = {}
+
+
+def write_feedback(root: str, db_url: str, lab: str, students: list[str]) -> int:
+    """Worker task: nbgrader's feedback page for each of ``students`` (the gradebook is only read)."""
+    api = _FEEDBACK_APIS.get((root, db_url))
+    if api is None:
+        api = _FEEDBACK_APIS[(root, db_url)] = nbgrader_api(Path(root), db_url)
+    for student in students:
+        _succeeded(api.generate_feedback(lab, student, force=True), f"generate_feedback {lab} {student}")
+    return len(students)
 
 
 def _remove(path: Path) -> None:
