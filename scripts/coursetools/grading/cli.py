@@ -1,6 +1,7 @@
 """``make grade SUBMITTED=<dir> OUT=<dir>``: grade a whole class.
 
     python -m coursetools.grading SUBMITTED OUT [--workers N] [--db URL] [--loose [--pattern RE]]
+                                  [--export canvas|moodle|csv ...]
 
 Every submission is graded in its own sandbox process, several at a time
 (``--workers``, default: every core); the verdicts are then recorded through
@@ -27,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..paths import ROOT, lab_ids, lab_notebook
-from . import report
+from . import export, report
 from .intake import Submission, discover, pattern_problem, read_notebook, student_cells
 from .isolation import Isolation, machine_isolation
 from .sandbox import Limits, Sandbox, SandboxKilled
@@ -137,6 +138,8 @@ def parse_args(argv):
     p.add_argument("--notebook-timeout", type=float, default=600.0,
                    help="CPU seconds for all of one notebook's cells and calls (default 600)")
     p.add_argument("--memory-gb", type=float, default=3.0, help="memory limit per sandbox (default 3)")
+    p.add_argument("--export", action="append", choices=export.SYSTEMS, default=[],
+                   help="also write a gradebook file and feedback_upload/ for this LMS (repeatable)")
     return p.parse_args(argv)
 
 
@@ -249,6 +252,10 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
     try:
         report.write_csvs(out, rows, question_rows)
         report.write_html(out, rows, summary)
+        if args.export:  # after grades.csv: the exports hold the same rows, in an LMS's layout
+            ids = export.identities(args.submitted.resolve(), found)
+            points = {lab: export.lab_points(lab_notebook(lab)) for lab in labs}
+            print("\n".join(export.write_exports(out, rows, args.export, ids, points)))
     except OSError as exc:
         print(f"make grade: writing the results into OUT={args.out} failed ({exc.strerror or exc}); "
               f"the summary above is what was graded", file=sys.stderr)
