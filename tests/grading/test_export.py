@@ -220,6 +220,24 @@ def test_lms_ids_are_read_from_download_names(path, expected):
     assert export.identify(path, "01_backprop") == expected
 
 
+MOODLE_PATTERN = r"_(?P<student>\d+)_assignsubmission_file_(?P<lab>\d\d_[a-z_]+)"
+
+
+def test_moodle_download_read_with_the_readme_pattern_keeps_participant_ids(tmp_path):
+    """The --pattern the README gives for Moodle's flat download: student = participant id, name kept."""
+    from coursetools.grading.intake import discover
+
+    for name in ("Amy Smith_301_assignsubmission_file_01_backprop.ipynb",
+                 "Ben Jones_302_assignsubmission_file_01_backprop.ipynb"):
+        (tmp_path / name).write_text("{}", encoding="utf-8")
+    found = discover(tmp_path, ["01_backprop"], loose=True, pattern=MOODLE_PATTERN)
+    assert sorted((s.student, s.lab, s.problem) for s in found) == [("301", "01_backprop", ""),
+                                                                   ("302", "01_backprop", "")]
+    assert export.identities(tmp_path.resolve(), found) == {
+        ("301", "01_backprop"): LmsIdentity("moodle", "Amy Smith", "301"),
+        ("302", "01_backprop"): LmsIdentity("moodle", "Ben Jones", "302")}
+
+
 # --- crafted names: no escape from the folder, no formula ----------------------------------------------
 
 CRAFTED = ["../../escaped", "/etc/passwd", "a\x00b", "..", "=cmd|' /C calc'!A0", "+1+cmd", "@SUM(A1)",
