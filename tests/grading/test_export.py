@@ -199,13 +199,20 @@ def test_moodle_feedback_zip_names_match_each_participant(tmp_path):
         ("412", "assignsubmission", "file", "/02_optimizers_feedback.html")]
 
 
-def test_plain_feedback_is_one_file_per_student_and_lab(tmp_path):
+def test_plain_feedback_is_one_file_per_student_and_lab_and_a_rerun_leaves_nothing_stale(tmp_path):
     _feedback_pages(tmp_path)
     export.write_feedback_upload(tmp_path, ROWS, {}, "csv")
     base = tmp_path / "feedback_upload" / "csv"
     assert sorted(str(p.relative_to(base)) for p in base.rglob("*.html")) == [
         "01_backprop/amy_01_backprop_feedback.html", "01_backprop/cy_01_backprop_feedback.html",
         "02_optimizers/amy_02_optimizers_feedback.html", "02_optimizers/ben_02_optimizers_feedback.html"]
+    # Rerun after amy's 01_backprop became ungradable: her old page is gone from folder and zip.
+    rerun = [dict(r, status="error", reason="regraded: error") if (r["student"], r["lab"]) == ("amy", "01_backprop")
+             else r for r in ROWS]
+    export.write_feedback_upload(tmp_path, rerun, {}, "csv")
+    assert sorted(p.name for p in (base / "01_backprop").iterdir()) == ["cy_01_backprop_feedback.html"]
+    with zipfile.ZipFile(base / "01_backprop.zip") as z:
+        assert z.namelist() == ["cy_01_backprop_feedback.html"]
 
 
 @pytest.mark.parametrize("path, expected", [
@@ -241,7 +248,7 @@ def test_moodle_download_read_with_the_readme_pattern_keeps_participant_ids(tmp_
 # --- crafted names: no escape from the folder, no formula ----------------------------------------------
 
 CRAFTED = ["../../escaped", "/etc/passwd", "a\x00b", "..", "=cmd|' /C calc'!A0", "+1+cmd", "@SUM(A1)",
-           "-2+3", "\tx", "evil\\..\\..\\win"]
+           "-2+3", "\tx", "evil\\..\\..\\win", "x\\123", "a/77"]  # the last two: digits after a separator
 
 
 def test_crafted_names_stay_inside_and_inject_no_formula(tmp_path):

@@ -47,13 +47,15 @@ names the LMS gave the downloaded files (:func:`identities`). Output, in
 
 A submission that could not be graded (status ``error``: missing, refused,
 crashed, an infrastructure failure) gets an **empty** cell in every format, not
-a zero: Canvas and Moodle leave an empty cell ungraded, so the grader's own
-failure is never charged to a student; ``grades.csv`` keeps the reason, and
+a zero: an empty cell is "no grade" to both importers (Canvas's importer sets
+the grade to blank; Moodle's ``update_grade_item`` turns ``''`` into no grade),
+so the grader's own failure is never charged as a zero; ``grades.csv`` keeps the reason, and
 :func:`write_exports` returns a note naming every such cell. Rows without a lab
 (a stray file, ``lab`` = ``-``) are not gradebook entries and are skipped.
 Every text cell goes through :func:`report.csv_cell` (no spreadsheet formula),
 every file name through :func:`safe_name` (no ``/``, ``..``, NUL or control
-character), and every path written is checked to lie inside its folder.
+character), and every path written is checked to lie inside its folder. A rerun replaces
+``feedback_upload/<system>/`` whole, so no page from an earlier run is uploaded.
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import time
 import zipfile
 from dataclasses import dataclass
@@ -250,7 +253,9 @@ def upload_name(system: str, student: str, lab: str, ident: LmsIdentity | None) 
         if not ident or ident.system != "canvas":
             return None
         late = "late_" if ident.late else ""
-        return f"{safe_name(ident.name)}_{late}{ident.user_id}_{ident.attachment_id}_{page}"
+        # No "_" in the name part: Canvas takes the first two all-digit "_" parts as the ids.
+        name = safe_name(ident.name).replace("_", "-")
+        return f"{name}_{late}{ident.user_id}_{ident.attachment_id}_{page}"
     if system == "moodle":
         if not ident or ident.system != "moodle":
             return None
@@ -267,6 +272,10 @@ def write_feedback_upload(out: Path, rows: list[dict], ids: dict, system: str) -
     """
     students, labs, entries = _table(rows)
     base = out / "feedback_upload" / system
+    if base.is_symlink() or base.is_file():
+        base.unlink()
+    elif base.exists():
+        shutil.rmtree(base)  # our own output from an earlier run: stale pages must not be uploaded
     zips, notes = [], []
     for lab in labs:
         placed = []
