@@ -75,8 +75,8 @@ SYSTEMS = ("canvas", "moodle", "csv")
 CANVAS_HEADER = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
 CANVAS_POINTS_ROW = "Points Possible"
 # Canvas's download name: sortable name without punctuation, "late" when late, user id, attachment id, file.
-CANVAS_NAME = re.compile(r"^(?P<name>[^_/]*[^_/\d][^_/]*)_(?:(?P<late>late|LATE)_)?(?P<user>[1-9]\d*)_(?P<attachment>[1-9]\d*)_"
-                         r"(?P<file>.+)$")
+CANVAS_NAME = re.compile(r"^(?P<name>[^_/]*[^_/\d][^_/]*)_(?:(?P<late>late|LATE)_)?"
+                         r"(?P<user>[1-9]\d*)_(?P<attachment>[1-9]\d*)_(?P<file>.+)$")
 # Moodle's download name (a folder per student since 3.1, or a prefix on each file): full name, participant id.
 MOODLE_NAME = re.compile(r"^(?P<name>[^_/]+)_(?P<participant>\d+)_assignsubmission_file(?:_(?P<file>.*))?$")
 MOODLE_ID_PREFIX = "Participant "  # Moodle's string 'hiddenuser', stripped from the Identifier on import
