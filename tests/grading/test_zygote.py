@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -96,8 +97,10 @@ def test_nothing_a_sandbox_leaves_reaches_the_next(server, tmp_path):
         scratch = _private_tmp(server)
     assert seen == "[] False True"
     if scratch is not None:
-        assert set(scratch) - {zygote_main.SERVER_FOLDER} == {"submission"}, \
-            f"only the live sandbox's own folder (and the server's) is in the private /tmp: {scratch}"
+        # Besides: the server's own folder, and the folders bubblewrap made to bind a course kept under /tmp.
+        mount_points = {Path(b).relative_to("/tmp").parts[0] for b in BWRAP.binds if Path(b).is_relative_to("/tmp")}
+        assert set(scratch) - {zygote_main.SERVER_FOLDER} - mount_points == {"submission"}, \
+            f"only the live sandbox's own folder is in the private /tmp: {scratch}"
     assert server.alive, "the folder was cleaned, so the server goes on"
 
 
@@ -215,3 +218,23 @@ def test_the_cleaner_removes_folders_a_sandbox_made_unreadable(tmp_path):
     assert zygote_main._clean(None, str(folder), scan_scratch=False)
     assert not folder.exists()
     assert os.path.exists("/etc/passwd"), "a link is removed, never followed"
+
+
+def test_the_cleaner_keeps_the_course_binds_and_removes_the_rest_around_them(tmp_path, monkeypatch):
+    """A course kept under /tmp is bound into the private /tmp at its own path: the folders bubblewrap
+    made for it are the user's own when the grader is not root, yet must survive (a failed clean
+    retires the server after every submission), while a file a child put beside them must not."""
+    scratch = tmp_path / "tmp"
+    bind = scratch / "course" / "scripts"
+    bind.mkdir(parents=True)
+    (bind / "math_utils.py").write_text("# bound read-only in a real sandbox")
+    (scratch / "course" / "left-by-a-child.txt").write_text("x")
+    (scratch / zygote_main.SERVER_FOLDER).mkdir()
+    (scratch / "stray").mkdir()
+    (scratch / "stray" / "f").write_text("x")
+    monkeypatch.setattr(zygote_main, "SCRATCH_DIRS", (str(scratch),))
+    assert zygote_main._clean(None, str(scratch / "submission"), scan_scratch=True,
+                              keep=[str(scratch / zygote_main.SERVER_FOLDER), str(bind)])
+    assert sorted(p.name for p in scratch.iterdir()) == [zygote_main.SERVER_FOLDER, "course"]
+    assert sorted(p.name for p in (scratch / "course").iterdir()) == ["scripts"]
+    assert (bind / "math_utils.py").is_file()

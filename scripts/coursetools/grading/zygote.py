@@ -165,6 +165,7 @@ class Zygote:
             self._scratch = tempfile.TemporaryDirectory(prefix="mdl-zygote-")
             self.children_root = self._scratch.name
         self._send({"children_root": self.children_root, "private_tmp": bool(self.isolation),
+                    "binds": list(self.isolation.binds) if self.isolation else [],
                     "read_roots": read_roots(), "numpy_only": self.numpy_only, "preload": self.preload,
                     "handed_out": self.handed_out, "scripts_dir": str(ROOT / "scripts"),
                     "landlock_abi": landlock.abi_version(), "grader_namespaces": grader_namespaces()})

@@ -34,6 +34,7 @@ import os
 import socket
 import stat
 import sys
+from pathlib import Path
 
 MAX_CONTROL_BYTES = 1 << 20
 # Folders of the private tmpfs where a child can have left files (only inside bubblewrap).
@@ -104,7 +105,8 @@ def main(control_fd: int, config_json: str) -> None:
                 _send(control, {"running": True})
                 continue
             live = None
-            clean = _clean(message.get("uid"), message["sandbox_dir"], scan_scratch=bool(init.get("private_tmp")))
+            clean = _clean(message.get("uid"), message["sandbox_dir"], scan_scratch=bool(init.get("private_tmp")),
+                           keep=[os.path.join(root, SERVER_FOLDER)] + list(init.get("binds", [])))
             _send(control, {"returncode": _returncode(status), "clean": clean})
         else:
             for fd in fds:
@@ -167,8 +169,13 @@ def _returncode(status: int) -> int:
     return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
 
 
-def _clean(uid: int | None, sandbox_dir: str, scan_scratch: bool) -> bool:
-    """Delete what the ended child left (as its own user, in a process of its own); True when nothing is left."""
+def _clean(uid: int | None, sandbox_dir: str, scan_scratch: bool, keep=()) -> bool:
+    """Delete what the ended child left (as its own user, in a process of its own); True when nothing is left.
+
+    ``keep`` lists paths that are not the child's: the server's own folder, and the bind mounts of a
+    course kept under /tmp with the folders bubblewrap made for them (the cleaner looks inside
+    those folders, and removes whatever else is there).
+    """
     pid = os.fork()
     if pid == 0:
         code = 2
@@ -178,14 +185,23 @@ def _clean(uid: int | None, sandbox_dir: str, scan_scratch: bool) -> bool:
                 os.setresgid(uid, uid, uid)
                 os.setresuid(uid, uid, uid)
             owner = os.getuid()
+            kept = {os.path.normpath(k) for k in keep}
+            on_the_way = {str(parent) for k in kept for parent in Path(k).parents}
             targets = [sandbox_dir]
-            if scan_scratch:
-                for folder in SCRATCH_DIRS:
-                    try:
-                        with os.scandir(folder) as entries:
-                            targets += [e.path for e in entries if e.stat(follow_symlinks=False).st_uid == owner]
-                    except OSError:
-                        pass
+            folders = list(SCRATCH_DIRS) if scan_scratch else []
+            while folders:
+                folder = folders.pop()
+                try:
+                    with os.scandir(folder) as entries:
+                        for entry in entries:
+                            if entry.path in kept or entry.stat(follow_symlinks=False).st_uid != owner:
+                                continue
+                            if entry.path in on_the_way and entry.is_dir(follow_symlinks=False):
+                                folders.append(entry.path)
+                            else:
+                                targets.append(entry.path)
+                except OSError:
+                    pass
             for path in targets:
                 _remove(path)
             code = 0 if not any(os.path.lexists(p) for p in targets) else 1
