@@ -81,13 +81,13 @@ lab: env
 	  $(VENV)/bin/jupyter lab --ServerApp.root_dir=$(LAB_ROOT) --LabApp.default_url=/lab/tree/$(LABS_DIR) \
 	  $(ROOT_FLAG) $(ARGS)
 
-# nbval executes every solution notebook (--dist loadfile keeps each notebook's
-# cells on one worker), then the unit, grading, repository and browser tests.
+# Every test in one pytest run (xdist groups keep shared fixtures on one worker): the solution
+# notebooks run once, under nbgrader's autograde, and that run serves every test that needs one.
+# `pytest --nbval-lax solutions/NN_topic` runs one notebook's cells alone, as a quick check.
 # The last line says how long it all took (the budget: under 10 minutes on 2 cores).
 test: test-env
 	@start=$$(date +%s); \
-	$(PY) -m pytest -n $(WORKERS) --dist loadfile --nbval-lax --nbval-current-env solutions $(ARGS) \
-	  && $(PY) -m pytest -n $(WORKERS) --dist loadgroup tests $(ARGS); status=$$?; \
+	$(PY) -m pytest -n $(WORKERS) --dist loadgroup tests $(ARGS); status=$$?; \
 	elapsed=$$(( $$(date +%s) - start )); \
 	echo "make test: $$([ $$status = 0 ] && echo passed || echo FAILED) in $$((elapsed / 60)) min $$((elapsed % 60)) s" \
 	  "of wall time ($$(nproc) cores, pytest -n $(WORKERS))"; exit $$status

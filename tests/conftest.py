@@ -34,3 +34,15 @@ def pytest_collection_modifyitems(config, items):
                 item._nodeid = item.nodeid + suffix
             else:
                 item._id = coerce_node_id(item.nodeid + suffix)
+
+
+@pytest.fixture(scope="session")
+def autograded_courses(tmp_path_factory):
+    """Every lab's fixture submissions autograded by nbgrader, once per session (fixtures/autograded.py).
+
+    Session scope, not a module fixture parametrized by lab: xdist interleaves modules on a worker,
+    and pytest would then autograde a lab again (minutes each).
+    """
+    from fixtures.autograded import AutogradedCourses
+
+    return AutogradedCourses(tmp_path_factory)

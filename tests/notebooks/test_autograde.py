@@ -15,44 +15,29 @@ import nbformat
 import pytest
 
 from coursetools.paths import lab_ids, solution_notebook
-from fixtures.course import ScratchCourse
+from fixtures.autograded import lab_params
 from fixtures.mistakes import MISTAKES
-from fixtures.notebooks import (cells_by_id, check_points, group_mistakes, representatives, solution_sources,
-                                submission)
+from fixtures.notebooks import cells_by_id, check_points, solution_sources
 
 LABS = [lab for lab in lab_ids() if lab in MISTAKES]
 
 
-@pytest.fixture(scope="session")
-def autograded_courses(tmp_path_factory) -> dict:
-    """lab -> (lab, course, groups), each lab autograded once per session, when a test first needs it.
-
-    Not a parametrized module fixture: xdist interleaves modules on a worker, and pytest then set
-    up a lab's course again (nbgrader autograde of every fixture submission, minutes each).
-    """
-    return {"factory": tmp_path_factory}
-
-
-def _autograde(lab: str, tmp_path_factory):
-    """One scratch course with the solution, the stub and every mistake group autograded by nbgrader."""
-    course = ScratchCourse(tmp_path_factory.mktemp(f"course-{lab}"))
-    course.add_lab(lab)
-    course.submit("solution", lab, submission(lab))
-    course.submit("stub", lab, submission(lab, solved=False))
-    groups = group_mistakes(lab, representatives(lab))
-    for i, group in enumerate(groups):
-        course.submit(f"mistakes{i}", lab, submission(lab, group))
-    course.autograde(lab)
-    return lab, course, groups
-
-
-# One xdist group per lab: a lab's tests share one worker (and its autograded course); labs spread.
-@pytest.fixture(params=[pytest.param(lab, marks=pytest.mark.xdist_group(f"autograde-{lab}")) for lab in LABS])
+@pytest.fixture(params=lab_params(LABS))
 def graded(request, autograded_courses):
-    lab = request.param
-    if lab not in autograded_courses:
-        autograded_courses[lab] = _autograde(lab, autograded_courses["factory"])
-    return autograded_courses[lab]
+    """(lab, course, groups) of one lab, autograded once per session and shared (fixtures/autograded.py)."""
+    return autograded_courses[request.param]
+
+
+def test_every_cell_of_the_solution_runs_without_error(graded):
+    """What nbval's --nbval-lax checked (every cell runs), read from nbgrader's own run of the solution."""
+    lab, course, _ = graded
+    nb = nbformat.read(course.root / "autograded" / "solution" / lab / f"{lab}.ipynb", as_version=4)
+    code_cells = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    assert code_cells and all(c.get("execution_count") for _, c in code_cells if c.source.strip()), \
+        "nbgrader did not run every cell"
+    errors = [f"cell {i}: {o.get('ename')}: {o.get('evalue')}" for i, c in code_cells for o in c.get("outputs", [])
+              if o.get("output_type") == "error"]
+    assert errors == [], "\n".join(errors)
 
 
 def test_solution_scores_full_marks(graded):
