@@ -36,7 +36,9 @@ def class_results(tmp_path_factory):
         if lab == PARTIAL_LAB:
             students["partial"] = [RELU_AT_ZERO]
         for student, group in students.items():
-            nb = submission(lab, solved=False) if group is None else submission(lab, group)
+            # Whole notebooks for the solution and the stub; the mistake fixtures without the lab's
+            # demonstration cells (no check reads them; the solution's run covers them).
+            nb = submission(lab, solved=False) if group is None else submission(lab, group, demos=bool(not group))
             path = submitted / student / lab / f"{lab}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, path)
