@@ -57,8 +57,11 @@ def make_class(folder: Path, n: int) -> list[str]:
     return students
 
 
-def plain_nbgrader(submitted: Path, work: Path) -> tuple[float, dict]:
-    """Stock nbgrader: one kernel per notebook, grade cells run next to the student's code."""
+def plain_nbgrader(submitted: Path, work: Path) -> tuple[float, float, dict]:
+    """Stock nbgrader: one kernel per notebook, grade cells run next to the student's code.
+
+    Returns the seconds of ``autograde``, of ``generate_feedback`` (make grade writes both), and the scores.
+    """
     course = work / "plain"
     shutil.copytree(ROOT / "solutions" / LAB, course / "solutions" / LAB)
     shutil.copy(ROOT / "nbgrader_config.py", course / "nbgrader_config.py")
@@ -70,12 +73,15 @@ def plain_nbgrader(submitted: Path, work: Path) -> tuple[float, dict]:
     start = time.perf_counter()
     run("autograde", LAB, "--force")
     seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    run("generate_feedback", LAB, "--force")
+    feedback_seconds = time.perf_counter() - start
     scores = {}
     with Gradebook(db) as gb:
         for sub in gb.assignment_submissions(LAB):
             nb = gb.find_submission_notebook(LAB, LAB, sub.student.id)
             scores[sub.student.id] = {g.name: float(g.score) for g in nb.grades}
-    return seconds, scores
+    return seconds, feedback_seconds, scores
 
 
 def make_grade(submitted: Path, work: Path, workers: int) -> tuple[float, dict]:
@@ -145,7 +151,7 @@ def main() -> int:
         work = Path(tmp)
         submitted = work / "submitted"
         make_class(submitted, args.students)
-        plain_s, plain_scores = plain_nbgrader(submitted, work)
+        plain_s, plain_feedback_s, plain_scores = plain_nbgrader(submitted, work)
         ours_s, our_scores = make_grade(submitted, work, args.workers)
         phases = dict(cli.LAST_RUN)
     costs = startup_costs()
@@ -158,6 +164,9 @@ def main() -> int:
     print(f"make grade (everything)          {ours_s:7.1f} s   {n / ours_s * 60:6.1f} notebooks/min")
     ratio = plain_s / ours_s
     print(f"speed-up                         {ratio:7.2f}x   (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
+    with_feedback = plain_s + plain_feedback_s
+    print(f"plain autograde + generate_feedback {with_feedback:5.1f} s   {n / with_feedback * 60:6.1f} notebooks/min   "
+          f"speed-up {with_feedback / ours_s:.2f}x (make grade writes the feedback pages too)")
     print(f"identical scores                 {'yes' if same else 'NO'} ({sum(len(v) for v in plain_scores.values())} "
           f"question scores compared)")
     print(f"\nwhere make grade's {ours_s:.1f} s went (wall; the first three are summed over {args.workers} workers):")
