@@ -28,6 +28,7 @@ from coursetools.grading.sandbox import (Limits, Sandbox, SandboxDied, SandboxKi
 from coursetools.grading.trusted import GradeCell, TrustedLab
 from coursetools.grading.verdict import grade_submission
 from coursetools.paths import ROOT
+from fixtures.sandbox_code import BURNER, KILL_ME
 
 pytestmark = pytest.mark.xdist_group("layers")
 LINUX = sys.platform == "linux"
@@ -206,14 +207,6 @@ def test_an_honest_reply_still_arrives(forger):
 
 # -- faults: whose are they ------------------------------------------------------------------------
 
-KILL_ME = '''
-import os, time
-def wait_here():
-    time.sleep(30)
-    return 0.0
-def exit_as_if_killed():
-    os._exit(137)
-'''
 
 
 def _started(tmp_path, isolation=None) -> Sandbox:
@@ -265,15 +258,6 @@ def test_a_notebook_killed_twice_is_an_infrastructure_error_never_a_zero(monkeyp
 
 # -- CPU time, not wall-clock time -----------------------------------------------------------------
 
-BURNER = '''
-import time
-def burn(seconds):
-    end = time.process_time() + seconds
-    x = 0
-    while time.process_time() < end:
-        x += 1
-    return float(seconds)
-'''
 
 
 def _burning_lab() -> TrustedLab:

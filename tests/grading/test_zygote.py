@@ -19,6 +19,7 @@ from coursetools.grading import zygote_main
 from coursetools.grading.isolation import machine_isolation
 from coursetools.grading.sandbox import Limits, Sandbox, SandboxDied, SandboxKilled, SandboxTimeout
 from coursetools.grading.zygote import Zygote, ZygotePool
+from fixtures.sandbox_code import BURNER, KILL_ME
 
 pytestmark = pytest.mark.xdist_group("zygote")
 ISOLATION = machine_isolation()
@@ -141,15 +142,6 @@ def test_a_sandbox_cannot_reach_its_server(server, tmp_path):
         assert _run(after, "print(6 * 7)") == "42", "the server still forks sandboxes"
 
 
-BURN = '''
-import time
-def burn(seconds):
-    end = time.process_time() + seconds
-    x = 0
-    while time.process_time() < end:
-        x += 1
-    return float(seconds)
-'''
 
 
 @pytest.mark.parametrize("how", ["new interpreter", "forked"])
@@ -160,21 +152,13 @@ def test_cpu_time_is_counted_for_the_process_that_runs_the_code(server, tmp_path
     sandbox = _forked(server, tmp_path, limits) if how == "forked" else \
         Sandbox(True, limits=limits, isolation=BWRAP, workdir=tmp_path)
     with sandbox:
-        _run(sandbox, BURN)
+        _run(sandbox, BURNER)
         sandbox.request({"op": "call", "target": {"name": "burn"}, "kwargs": {"__dict__": {"seconds": 0.3}}})
         assert sandbox.cpu_used() >= 0.25
         with pytest.raises(SandboxTimeout, match="of CPU time"):
             sandbox.request({"op": "call", "target": {"name": "burn"}, "kwargs": {"__dict__": {"seconds": 20.0}}})
 
 
-KILL_ME = '''
-import os, time
-def wait_here():
-    time.sleep(30)
-    return 0.0
-def exit_as_if_killed():
-    os._exit(137)
-'''
 
 
 def test_a_forked_sandbox_killed_from_outside_is_not_the_student_s_crash(server, tmp_path):
