@@ -197,6 +197,15 @@ class PartialCredit(CheckFailure):
         self.points, self.parts = float(score), score.parts
 
 
+def outcome(part) -> CheckFailure | None:
+    """None when ``part()`` (the comparisons of one function of a check) passes, else its failure."""
+    try:
+        part()
+    except CheckFailure as failure:
+        return failure
+    return None
+
+
 def describe_parts(parts: dict) -> str:
     """``"sigmoid_grad ok; relu_grad relu-derivative-at-zero"``: one entry per function."""
     return "; ".join(f"{name} {outcome}" for name, outcome in parts.items())

@@ -19,7 +19,7 @@ import math_utils
 from math_utils import log_softmax, one_hot, sigmoid, softmax
 
 from .compare import CheckFailure, Tolerance
-from .exercise import ExerciseCheck, charges_once, score_parts
+from .exercise import ExerciseCheck, charges_once, outcome, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -196,36 +196,49 @@ def _linear_inputs(seed, n, n_in, n_out):
             rng.normal(size=n_out), rng.normal(size=(n, n_out)))
 
 
+#: The points of Exercise 3's grade cell, shared by linear_forward and linear_backward.
+LINEAR_LAYER_POINTS = 3.0
+
+
 def check_linear_layer(linear_forward, linear_backward, seed=0, shapes=((5, 3, 7),)):
-    """Check ``linear_forward(X, W, b)`` and ``linear_backward(dL_dY, X, W)``.
+    """Check ``linear_forward(X, W, b)`` and ``linear_backward(dL_dY, X, W)``, each for its own points.
 
     ``shapes`` lists (n_samples, n_in, n_out) triples. The upstream gradient
     dL/dY is random, so every entry of every gradient is exercised. N, n_in and
     n_out differ from each other and from 2 and no two are in a ratio of 2, so a
     division by one of them is never mistaken for another or for a factor of two.
     A square W (n_in == n_out) lets a missing transpose run without a shape error.
+    The two functions are independent (the backward pass is given X and W), so one
+    wrong function costs its half of the points only (checker.exercise.score_parts).
     """
     check = ExerciseCheck("linear layer")
+    cases = []
     for k, (n, n_in, n_out) in enumerate(shapes):
         X, W, b, dL_dY = _linear_inputs(seed + k, n, n_in, n_out)
         Xt, Wt, bt = _leaf(X), _leaf(W), _leaf(b)
         Yt = Xt @ Wt + bt
         Yt.backward(torch.tensor(dL_dY, dtype=DT))
+        cases.append((X, W, b, dL_dY, Xt, Wt, bt, Yt, f"N={n}, n_in={n_in}, n_out={n_out}", n, n_in == n_out))
 
-        call = call_student(linear_forward, "linear_forward", X=X, W=W, b=b)
-        where = f"N={n}, n_in={n_in}, n_out={n_out}"
-        check.compare("Y", call.result, Yt.detach().numpy(), call, case=where, reference="PyTorch forward")
+    def forward_part():
+        for X, W, b, _, _, _, _, Yt, where, _, _ in cases:
+            call = call_student(linear_forward, "linear_forward", X=X, W=W, b=b)
+            check.compare("Y", call.result, Yt.detach().numpy(), call, case=where, reference="PyTorch forward")
 
-        call = call_student(linear_backward, "linear_backward", dL_dY=dL_dY, X=X, W=W)
-        dL_dX, dL_dW, dL_db = unpack(call.result, "linear_backward", ("dL_dX", "dL_dW", "dL_db"))
-        square = {"transposed-gradient": dL_dY @ W} if n_in == n_out else {}
-        check.compare("dL/dX", dL_dX, Xt.grad.numpy(), call, case=where, mean_count=n,
-                      variants=exclusive(square, Xt.grad.numpy()))
-        check.compare("dL/dW", dL_dW, Wt.grad.numpy(), call, case=where, mean_count=n)
-        check.compare("dL/db", dL_db, bt.grad.numpy(), call, case=where, mean_count=n,
-                      variants=exclusive({"wrong-axis-reduction": dL_dY.sum(axis=1)}, bt.grad.numpy()))
-        check.cases += 1
-    return check.passed()
+    def backward_part():
+        for X, W, _, dL_dY, Xt, Wt, bt, _, where, n, square in cases:
+            call = call_student(linear_backward, "linear_backward", dL_dY=dL_dY, X=X, W=W)
+            dL_dX, dL_dW, dL_db = unpack(call.result, "linear_backward", ("dL_dX", "dL_dW", "dL_db"))
+            check.compare("dL/dX", dL_dX, Xt.grad.numpy(), call, case=where, mean_count=n,
+                          variants=exclusive({"transposed-gradient": dL_dY @ W} if square else {},
+                                             Xt.grad.numpy()))
+            check.compare("dL/dW", dL_dW, Wt.grad.numpy(), call, case=where, mean_count=n)
+            check.compare("dL/db", dL_db, bt.grad.numpy(), call, case=where, mean_count=n,
+                          variants=exclusive({"wrong-axis-reduction": dL_dY.sum(axis=1)}, bt.grad.numpy()))
+
+    outcomes = {"linear_forward": outcome(forward_part), "linear_backward": outcome(backward_part)}
+    check.cases = len(cases)
+    return score_parts(LINEAR_LAYER_POINTS, outcomes, check.passed, "check_linear_layer")
 
 
 # ---------------------------------------------------------------------------
@@ -521,3 +534,8 @@ def check_sgd_step(sgd_step, seed=0, sizes=(2, 4, 4, 3), lr=0.1):
                                           "dict-key-order": by_position[name]}, expected))
     check.cases = 1
     return check.passed()
+
+
+#: Grade-cell points of the checks that score each of their functions separately (partial credit:
+#: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the notebook's.
+POINTS = {"check_activation_grads": ACTIVATION_GRADS_POINTS, "check_linear_layer": LINEAR_LAYER_POINTS}

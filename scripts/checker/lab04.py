@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .compare import Tolerance
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, charge_once, outcome, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -34,6 +34,11 @@ DT = torch.float64
 #: Two float64 SVDs (numpy's and PyTorch's LAPACK calls) agree to ~1e-14 on these small,
 #: well-separated spectra; the gradient tolerance leaves a wide margin.
 SVD_TOL = Tolerance(atol=1e-10, rtol=1e-7)
+
+#: Grade-cell points of the checks that score each of their functions separately (partial credit per
+#: function: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the
+#: notebook's.
+POINTS = {"check_svd": 2.0, "check_low_rank": 3.0, "check_energy": 2.0, "check_lora_layer": 4.0}
 
 
 def _t(a) -> torch.Tensor:
@@ -113,35 +118,57 @@ def _torch_svd(M: np.ndarray):
 
 
 def check_svd(reduced_svd, reconstruct, seed=0, shapes=((6, 4), (3, 5))):
-    """Check ``reduced_svd(M) -> (U, S, Vt)`` and ``reconstruct(U, S, Vt) -> M``.
+    """Check ``reduced_svd(M) -> (U, S, Vt)`` and ``reconstruct(U, S, Vt) -> M``, each for its own points.
 
     ``shapes`` lists (m, n) pairs; include tall and wide matrices, since
     ``full_matrices=True`` enlarges U for a tall matrix and Vt for a wide one.
     U and Vt are compared after fixing each vector's sign (see :func:`canonical_signs`).
+    ``reconstruct`` gets torch's factors, not the student's, so the two are scored apart.
     """
     check = ExerciseCheck("reduced SVD", reference="torch.linalg.svd", tol=SVD_TOL)
+    cases = []
     for j, (m, n) in enumerate(shapes):
         M = np.random.default_rng(seed + j).normal(size=(m, n))
-        U_ref, S_ref, Vt_ref = _torch_svd(M)
-        where = f"M of shape {(m, n)}"
+        cases.append((M, *_torch_svd(M), f"M of shape {(m, n)}"))
 
-        call = call_student(reduced_svd, "reduced_svd", M=M)
-        U, S, Vt = unpack(call.result, "reduced_svd", ("U", "S", "Vt"))
-        check.compare("S", S, S_ref, call, case=where)
-        full_U = _full_completion(U, U_ref, axis=0)
-        check.compare("U", _canonical_or_raw(U, 0), canonical_signs(U_ref, 0), call, case=where,
-                      variants={"svd-full-matrices": full_U} if full_U is not None else None)
-        full_Vt = _full_completion(Vt, Vt_ref, axis=1)
-        check.compare("Vt", _canonical_or_raw(Vt, 1), canonical_signs(Vt_ref, 1), call, case=where,
-                      variants={"svd-full-matrices": full_Vt} if full_Vt is not None else None)
-        # Signs were fixed per vector above; the pairs must still agree, or the factors rebuild another matrix.
-        check.compare("M rebuilt from your U, S, Vt", (U * S) @ Vt, M, case=where, reference="M itself")
+    def svd_part():
+        for M, U_ref, S_ref, Vt_ref, where in cases:
+            call = call_student(reduced_svd, "reduced_svd", M=M)
+            U, S, Vt = unpack(call.result, "reduced_svd", ("U", "S", "Vt"))
+            check.compare("S", S, S_ref, call, case=where)
+            full_U = _full_completion(U, U_ref, axis=0)
+            check.compare("U", _canonical_or_raw(U, 0), canonical_signs(U_ref, 0), call, case=where,
+                          variants={"svd-full-matrices": full_U} if full_U is not None else None)
+            full_Vt = _full_completion(Vt, Vt_ref, axis=1)
+            check.compare("Vt", _canonical_or_raw(Vt, 1), canonical_signs(Vt_ref, 1), call, case=where,
+                          variants={"svd-full-matrices": full_Vt} if full_Vt is not None else None)
+            # Signs were fixed per vector above; the pairs must still agree, or the factors rebuild another matrix.
+            check.compare("M rebuilt from your U, S, Vt", (U * S) @ Vt, M, case=where, reference="M itself")
 
-        call = call_student(reconstruct, "reconstruct", U=U_ref, S=S_ref, Vt=Vt_ref)
-        rebuilt = (_t(U_ref) @ torch.diag(_t(S_ref)) @ _t(Vt_ref)).numpy()
-        check.compare("reconstruct(U, S, Vt)", call.result, rebuilt, call, case=where, reference="torch matmul")
-        check.cases += 1
-    return check.passed()
+    def reconstruct_part():
+        for M, U_ref, S_ref, Vt_ref, where in cases:
+            call = call_student(reconstruct, "reconstruct", U=U_ref, S=S_ref, Vt=Vt_ref)
+            rebuilt = (_t(U_ref) @ torch.diag(_t(S_ref)) @ _t(Vt_ref)).numpy()
+            check.compare("reconstruct(U, S, Vt)", call.result, rebuilt, call, case=where, reference="torch matmul")
+
+    outcomes = {"reduced_svd": outcome(svd_part), "reconstruct": outcome(reconstruct_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_svd"], outcomes, check.passed, "check_svd")
+
+
+def _reduced_svd(M):
+    """Exercise 1's ``reduced_svd`` as a correct submission has it."""
+    return tuple(np.linalg.svd(M, full_matrices=False))
+
+
+def _reconstruct(U, S, Vt):
+    """Exercise 1's ``reconstruct`` as a correct submission has it."""
+    return (U * S) @ Vt
+
+
+#: Exercise 1's functions, which ``low_rank_approx`` may call by name: when it fails only because of
+#: them, it passes with these in their place and the mistake costs Exercise 1's points only.
+EXERCISE_1_REFERENCES = {"reduced_svd": (_reduced_svd, "Exercise 1"), "reconstruct": (_reconstruct, "Exercise 1")}
 
 
 # ---------------------------------------------------------------------------
@@ -164,7 +191,8 @@ def _truncate(U, S, Vt, k):
 
 
 def check_low_rank(low_rank_approx, rank_k_errors, seed=0, shape=(6, 4), ranks=(2, 1, 4)):
-    """Check ``low_rank_approx(M, k) -> M_k`` and ``rank_k_errors(S, k) -> (frobenius, spectral)``.
+    """Check ``low_rank_approx(M, k) -> M_k`` and ``rank_k_errors(S, k) -> (frobenius, spectral)``, each
+    for its own points.
 
     The errors the student computes from the singular values alone are compared
     with ``torch.linalg.matrix_norm`` of ``M - M_k`` computed directly. Put a rank
@@ -177,32 +205,40 @@ def check_low_rank(low_rank_approx, rank_k_errors, seed=0, shape=(6, 4), ranks=(
     Ut, St, Vht = torch.linalg.svd(Mt, full_matrices=False)
     U, S, Vt = Ut.numpy().copy(), St.numpy().copy(), Vht.numpy().copy()
     n_values = len(S)
+    cases = []
     for k in ranks:
-        where = f"k={k}, M of shape {shape}"
         M_k = (Ut[:, :k] @ torch.diag(St[:k]) @ Vht[:k, :])
         residual = Mt - M_k
-        frob_ref = torch.linalg.matrix_norm(residual, ord="fro").item()
-        spec_ref = torch.linalg.matrix_norm(residual, ord=2).item()
+        cases.append((k, f"k={k}, M of shape {shape}", M_k.numpy(),
+                      torch.linalg.matrix_norm(residual, ord="fro").item(),
+                      torch.linalg.matrix_norm(residual, ord=2).item()))
 
-        call = call_student(low_rank_approx, "low_rank_approx", M=M, k=k)
-        neighbours = [_truncate(U, S, Vt, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
-        check.compare("M_k", call.result, M_k.numpy(), call, case=where,
-                      variants={"rank-k-off-by-one": neighbours})
+    def approx_part():
+        for k, where, M_k, _, _ in cases:
+            call = call_student(low_rank_approx, "low_rank_approx", M=M, k=k)
+            neighbours = [_truncate(U, S, Vt, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
+            check.compare("M_k", call.result, M_k, call, case=where, variants={"rank-k-off-by-one": neighbours})
 
-        call = call_student(rank_k_errors, "rank_k_errors", S=S, k=k)
-        frob, spec = unpack(call.result, "rank_k_errors", ("frobenius", "spectral"))
-        kept_frob, kept_spec = _kept(S, k)
-        shifted = [_tail(S, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
-        check.compare("Frobenius error", frob, frob_ref, call, case=where,
-                      variants=exclusive({"rank-k-error-from-kept": kept_frob,
-                                          "rank-k-off-by-one": [f for f, _ in shifted],
-                                          "norm-not-rooted": frob_ref ** 2,
-                                          "energy-not-squared": float(np.sqrt(np.sum(S[k:])))}, frob_ref))
-        check.compare("spectral error", spec, spec_ref, call, case=where,
-                      variants=exclusive({"rank-k-error-from-kept": kept_spec,
-                                          "rank-k-off-by-one": [s for _, s in shifted]}, spec_ref))
-        check.cases += 1
-    return check.passed()
+    def errors_part():
+        for k, where, _, frob_ref, spec_ref in cases:
+            call = call_student(rank_k_errors, "rank_k_errors", S=S, k=k)
+            frob, spec = unpack(call.result, "rank_k_errors", ("frobenius", "spectral"))
+            kept_frob, kept_spec = _kept(S, k)
+            shifted = [_tail(S, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
+            check.compare("Frobenius error", frob, frob_ref, call, case=where,
+                          variants=exclusive({"rank-k-error-from-kept": kept_frob,
+                                              "rank-k-off-by-one": [f for f, _ in shifted],
+                                              "norm-not-rooted": frob_ref ** 2,
+                                              "energy-not-squared": float(np.sqrt(np.sum(S[k:])))}, frob_ref))
+            check.compare("spectral error", spec, spec_ref, call, case=where,
+                          variants=exclusive({"rank-k-error-from-kept": kept_spec,
+                                              "rank-k-off-by-one": [s for _, s in shifted]}, spec_ref))
+
+    # low_rank_approx may be built on Exercise 1's functions: a mistake there is charged there only.
+    outcomes = {"low_rank_approx": outcome(lambda: charge_once(approx_part, depends_on=EXERCISE_1_REFERENCES)),
+                "rank_k_errors": outcome(errors_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_low_rank"], outcomes, check.passed, "check_low_rank")
 
 
 # ---------------------------------------------------------------------------
@@ -224,7 +260,8 @@ def _rank_for(energy: np.ndarray, target: float) -> int:
 
 
 def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(0.9, 0.99, 0.25)):
-    """Check ``energy_captured(S) -> (len(S),)`` and ``rank_for_energy(S, target) -> int``.
+    """Check ``energy_captured(S) -> (len(S),)`` and ``rank_for_energy(S, target) -> int``, each for its
+    own points (a rank built on a wrong ``energy_captured`` keeps its points when right given a right one).
 
     Targets are kept away from the cumulative energies, so rounding cannot decide a rank, and put
     first where the rank from unsquared energies differs from the right rank by 2 or more (so it
@@ -240,26 +277,40 @@ def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(
     if np.min(np.abs(energy_ref[:, None] - np.asarray(targets)[None, :])) < 1e-6:
         raise ValueError("a target lies on a cumulative energy; choose other targets")  # check author's bug
 
-    call = call_student(energy_captured, "energy_captured", S=S)
-    check.compare("energy", call.result, energy_ref, call,
-                  variants={"energy-not-squared": [unsquared, half_squared]})
-    for target in targets:
-        k_ref = int((energy_ref < target).sum()) + 1  # count of values still short of the target, plus one
-        call = call_student(rank_for_energy, "rank_for_energy", S=S, target=target)
-        wrong_unsquared = _rank_for(unsquared, target)
-        check.compare("rank", call.result, k_ref, call, case=f"target={target}", require_float64=False,
-                      variants=exclusive({"rank-k-off-by-one": [k_ref - 1, k_ref + 1],
-                                          "energy-not-squared": wrong_unsquared}, k_ref))
-    # A target that a cumulative energy reaches exactly: S**2 = (9, 4, 1, 1, 1) / 16 are exact binary
-    # fractions, so every way of summing them gives 13/16 exactly. Rank 2 reaches the target; a strict
-    # comparison asks for rank 3. The off-by-one mistakes already failed above, so k + 1 here means the tie.
-    S_tie = np.array([3.0, 2.0, 1.0, 1.0, 1.0])
-    tie_target = 13.0 / 16.0
-    call = call_student(rank_for_energy, "rank_for_energy", S=S_tie, target=tie_target)
-    check.compare("rank", call.result, 2, call, case="target=13/16 reached exactly at rank 2, S=(3, 2, 1, 1, 1)",
-                  require_float64=False, variants={"comparison-at-tie": 3, "rank-k-off-by-one": 1})
+    def energy_part():
+        call = call_student(energy_captured, "energy_captured", S=S)
+        check.compare("energy", call.result, energy_ref, call,
+                      variants={"energy-not-squared": [unsquared, half_squared]})
+
+    def rank_part():
+        for target in targets:
+            k_ref = int((energy_ref < target).sum()) + 1  # count of values still short of the target, plus one
+            call = call_student(rank_for_energy, "rank_for_energy", S=S, target=target)
+            wrong_unsquared = _rank_for(unsquared, target)
+            check.compare("rank", call.result, k_ref, call, case=f"target={target}", require_float64=False,
+                          variants=exclusive({"rank-k-off-by-one": [k_ref - 1, k_ref + 1],
+                                              "energy-not-squared": wrong_unsquared}, k_ref))
+        # A target that a cumulative energy reaches exactly: S**2 = (9, 4, 1, 1, 1) / 16 are exact binary
+        # fractions, so every way of summing them gives 13/16 exactly. Rank 2 reaches the target; a strict
+        # comparison asks for rank 3. The off-by-one mistakes already failed above, so k + 1 here means the tie.
+        S_tie = np.array([3.0, 2.0, 1.0, 1.0, 1.0])
+        tie_target = 13.0 / 16.0
+        call = call_student(rank_for_energy, "rank_for_energy", S=S_tie, target=tie_target)
+        check.compare("rank", call.result, 2, call,
+                      case="target=13/16 reached exactly at rank 2, S=(3, 2, 1, 1, 1)",
+                      require_float64=False, variants={"comparison-at-tie": 3, "rank-k-off-by-one": 1})
+
+    # rank_for_energy is usually built on energy_captured: a wrong energy is charged to energy_captured only.
+    sibling = {"energy_captured": (_energy_captured, "its own part of this exercise")}
+    outcomes = {"energy_captured": outcome(energy_part),
+                "rank_for_energy": outcome(lambda: charge_once(rank_part, depends_on=sibling))}
     check.cases = 2
-    return check.passed()
+    return score_parts(POINTS["check_energy"], outcomes, check.passed, "check_energy")
+
+
+def _energy_captured(S):
+    """``energy_captured`` as a correct submission has it."""
+    return np.cumsum(S ** 2) / np.sum(S ** 2)
 
 
 # ---------------------------------------------------------------------------
@@ -338,7 +389,8 @@ def check_lora_init(init_lora, seed=0, dims=((5, 3, 4),), alpha=6.0, n_samples=7
 
 def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((5, 6, 7, 3),), alpha=12.0):
     """Check ``lora_forward(x, W, A, B, alpha) -> y`` and
-    ``lora_backward(dL_dy, x, W, A, B, alpha) -> (dL_dA, dL_dB, dL_dx)`` against autograd.
+    ``lora_backward(dL_dy, x, W, A, B, alpha) -> (dL_dA, dL_dB, dL_dx)`` against autograd, each for its
+    own points (the backward pass is given the inputs, not the student's forward output).
 
     ``dims`` lists (n_samples, d_in, d_out, r). B is random (not zero) so that every
     gradient, dL/dA included, is non-zero and a wrong formula shows. Choose N, r and alpha so that
@@ -346,35 +398,42 @@ def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((5, 6, 7, 3),), 
     wrong LoRA scale (tests/unit/test_checker.py asserts the variants stay apart).
     """
     check = ExerciseCheck("LoRA layer")
+    cases = []
     for j, (n, d_in, d_out, r) in enumerate(dims):
         x, W, A, B, dL_dy = _lora_inputs(seed + j, n, d_in, d_out, r)
-        where = f"N={n}, d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}"
         xt, At, Bt = _leaf(x), _leaf(A), _leaf(B)
         Wt = _t(W)  # frozen: no gradient
         yt = xt @ Wt.T + (alpha / r) * (xt @ At.T) @ Bt.T
         yt.backward(_t(dL_dy))
-
         unscaled = [_lora_numpy(x, W, A, B, dL_dy, s) for s in _wrong_scales(alpha, r)]
         right = _lora_numpy(x, W, A, B, dL_dy, alpha / r)
+        cases.append((n, x, W, A, B, dL_dy, xt, At, Bt, yt.detach().numpy(), unscaled, right,
+                      f"N={n}, d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}"))
 
-        call = call_student(lora_forward, "lora_forward", x=x, W=W, A=A, B=B, alpha=alpha)
-        check.compare("y", call.result, yt.detach().numpy(), call, case=where, reference="PyTorch forward",
-                      variants=exclusive({"lora-missing-scaling": [u[0] for u in unscaled]}, yt.detach().numpy()))
+    def forward_part():
+        for _, x, W, A, B, _, _, _, _, y_ref, unscaled, _, where in cases:
+            call = call_student(lora_forward, "lora_forward", x=x, W=W, A=A, B=B, alpha=alpha)
+            check.compare("y", call.result, y_ref, call, case=where, reference="PyTorch forward",
+                          variants=exclusive({"lora-missing-scaling": [u[0] for u in unscaled]}, y_ref))
 
-        call = call_student(lora_backward, "lora_backward", dL_dy=dL_dy, x=x, W=W, A=A, B=B, alpha=alpha)
-        dL_dA, dL_dB, dL_dx = unpack(call.result, "lora_backward", ("dL_dA", "dL_dB", "dL_dx"))
-        # mean_count=n: lora_backward takes no mean, so a division by N is batch-size-scaling.
-        check.compare("dL/dA", dL_dA, At.grad.numpy(), call, case=where, mean_count=n,
-                      variants=exclusive({"lora-gradient-transposed": right[1].T,
-                                          "lora-missing-scaling": [u[1] for u in unscaled]}, At.grad.numpy()))
-        check.compare("dL/dB", dL_dB, Bt.grad.numpy(), call, case=where, mean_count=n,
-                      variants=exclusive({"lora-gradient-transposed": right[2].T,
-                                          "lora-missing-scaling": [u[2] for u in unscaled]}, Bt.grad.numpy()))
-        check.compare("dL/dx", dL_dx, xt.grad.numpy(), call, case=where, mean_count=n,
-                      variants=exclusive({"lora-dx-missing-adapter": dL_dy @ W,
-                                          "lora-missing-scaling": [u[3] for u in unscaled]}, xt.grad.numpy()))
-        check.cases += 1
-    return check.passed()
+    def backward_part():
+        for n, x, W, A, B, dL_dy, xt, At, Bt, _, unscaled, right, where in cases:
+            call = call_student(lora_backward, "lora_backward", dL_dy=dL_dy, x=x, W=W, A=A, B=B, alpha=alpha)
+            dL_dA, dL_dB, dL_dx = unpack(call.result, "lora_backward", ("dL_dA", "dL_dB", "dL_dx"))
+            # mean_count=n: lora_backward takes no mean, so a division by N is batch-size-scaling.
+            check.compare("dL/dA", dL_dA, At.grad.numpy(), call, case=where, mean_count=n,
+                          variants=exclusive({"lora-gradient-transposed": right[1].T,
+                                              "lora-missing-scaling": [u[1] for u in unscaled]}, At.grad.numpy()))
+            check.compare("dL/dB", dL_dB, Bt.grad.numpy(), call, case=where, mean_count=n,
+                          variants=exclusive({"lora-gradient-transposed": right[2].T,
+                                              "lora-missing-scaling": [u[2] for u in unscaled]}, Bt.grad.numpy()))
+            check.compare("dL/dx", dL_dx, xt.grad.numpy(), call, case=where, mean_count=n,
+                          variants=exclusive({"lora-dx-missing-adapter": dL_dy @ W,
+                                              "lora-missing-scaling": [u[3] for u in unscaled]}, xt.grad.numpy()))
+
+    outcomes = {"lora_forward": outcome(forward_part), "lora_backward": outcome(backward_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_lora_layer"], outcomes, check.passed, "check_lora_layer")
 
 
 # ---------------------------------------------------------------------------

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from nets import build_faulty_net, build_mlp, mlp_weights
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, outcome, score_parts
 from .student import refuse_tensor, Call, call_student
 from .variants import exclusive
 
@@ -259,8 +259,14 @@ HE_MISTAKES = {"he-variance-wrong": [lambda a, b: 2.0 / b, lambda a, b: 1.0 / a,
                "init-std-as-variance": [lambda a, b: (2.0 / a) ** 2]}
 
 
+#: The points of Exercise 1's grade cell, shared by xavier_normal and he_normal (partial credit per
+#: function: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps it equal to the notebook's.
+INIT_POINTS = 3.0
+POINTS = {"check_init": INIT_POINTS}
+
+
 def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, depth=10, n_nets=6):
-    """Check ``xavier_normal(n_in, n_out, seed)`` and ``he_normal(n_in, n_out, seed)``.
+    """Check ``xavier_normal(n_in, n_out, seed)`` and ``he_normal(n_in, n_out, seed)``, each for its own points.
 
     1. Statistically: the pooled sample variance of many seeded draws (>= 2**18 entries per
        shape) is within 3 % of 2 / (n_in + n_out) (Xavier) and 2 / n_in (He), and the sample
@@ -269,25 +275,36 @@ def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, 
        He, tanh with Xavier; inputs N(0, 1)) keep the root-mean-square activation of each layer,
        averaged over ``n_nets`` networks, within 30 % of its mean-field prediction.
     """
-    check = ExerciseCheck("xavier_normal / he_normal", reference="the target variance", tol=VARIANCE_TOL)
-    _variance_case(check, xavier_normal, "xavier_normal", shapes, seed, lambda a, b: 2.0 / (a + b),
-                   XAVIER_MISTAKES)
-    _variance_case(check, he_normal, "he_normal", shapes, seed + 50, lambda a, b: 2.0 / a, HE_MISTAKES)
-    check.passed()
+    by_variance = ExerciseCheck("xavier_normal / he_normal", reference="the target variance", tol=VARIANCE_TOL)
+    by_activations = ExerciseCheck("xavier_normal / he_normal", reference="the mean-field prediction",
+                                   tol=ACTIVATION_TOL)
 
-    check = ExerciseCheck("xavier_normal / he_normal", reference="the mean-field prediction", tol=ACTIVATION_TOL)
-    for fn, name, activation, gain, wrong in [
-            (he_normal, "he_normal", "relu", 2.0, {"he-variance-wrong": 1.0}),
-            (xavier_normal, "xavier_normal", "tanh", 1.0, {"xavier-variance-wrong": 2.0})]:
-        got, caught = _activation_rms(fn, name, activation, width, depth, n_nets, seed + 500)
-        expected = meanfield_rms(activation, gain, depth)
-        predicted = {m: [meanfield_rms(activation, g, depth)] for m, g in wrong.items()}
-        predicted["init-std-as-variance"] = [meanfield_rms(activation, gain ** 2 / width, depth)]
-        check.compare(f"RMS activations of a {activation} network ({name})", got, expected,
-                      Call(None, caught, []), case=f"{depth} layers of width {width}, mean of {n_nets} networks",
-                      variants=_fitting_variants(got, predicted))
-        check.cases += 1
-    return check.passed()
+    def part(fn, name, variance_seed, target, mistakes, activation, gain, wrong):
+        def run():
+            _variance_case(by_variance, fn, name, shapes, variance_seed, target, mistakes)
+            got, caught = _activation_rms(fn, name, activation, width, depth, n_nets, seed + 500)
+            expected = meanfield_rms(activation, gain, depth)
+            predicted = {m: [meanfield_rms(activation, g, depth)] for m, g in wrong.items()}
+            predicted["init-std-as-variance"] = [meanfield_rms(activation, gain ** 2 / width, depth)]
+            by_activations.compare(f"RMS activations of a {activation} network ({name})", got, expected,
+                                   Call(None, caught, []),
+                                   case=f"{depth} layers of width {width}, mean of {n_nets} networks",
+                                   variants=_fitting_variants(got, predicted))
+            by_activations.cases += 1
+        return run
+
+    outcomes = {
+        "xavier_normal": outcome(part(xavier_normal, "xavier_normal", seed, lambda a, b: 2.0 / (a + b),
+                                      XAVIER_MISTAKES, "tanh", 1.0, {"xavier-variance-wrong": 2.0})),
+        "he_normal": outcome(part(he_normal, "he_normal", seed + 50, lambda a, b: 2.0 / a,
+                                  HE_MISTAKES, "relu", 2.0, {"he-variance-wrong": 1.0})),
+    }
+
+    def summary():
+        by_variance.passed()
+        by_activations.passed()
+
+    return score_parts(INIT_POINTS, outcomes, summary, "check_init")
 
 
 # ---------------------------------------------------------------------------

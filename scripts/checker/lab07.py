@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck, charges_once
+from .exercise import ExerciseCheck, charge_once, charges_once, outcome, score_parts
 from .student import call_student, unpack
 from .variants import exclusive
 
@@ -41,6 +41,12 @@ EPS = 1e-5
 NORM_TOL = Tolerance(atol=1e-12, rtol=1e-7)
 #: Fold indices, counts of exact zeros and one-hot choices are exact.
 EXACT_TOL = Tolerance(atol=0.0, rtol=0.0)
+
+#: Grade-cell points of the checks that score each of their functions separately (partial credit per
+#: function: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the
+#: notebook's.
+POINTS = {"check_batchnorm_train": 3.0, "check_batchnorm_running": 2.0, "check_layer_rms_norm": 3.0,
+          "check_dropout": 2.0, "check_penalties": 2.0, "check_mixup": 2.0}
 
 __all__ = [
     "NUMPY_ONLY", "EPS", "PLACEMENT_OPTIONS", "TRAIN_EVAL_OPTIONS",
@@ -113,6 +119,7 @@ def check_batchnorm_train(batchnorm_forward, batchnorm_backward, seed=0, shapes=
     ``batchnorm_backward(dy, x, gamma, eps) -> (dx, dgamma, dbeta)`` (training mode: batch statistics,
     biased variance) against ``F.batch_norm(..., training=True)`` and autograd."""
     check = _Check("batchnorm_forward / batchnorm_backward")
+    cases = []
     for k, (n, d) in enumerate(shapes):
         rng = np.random.default_rng(seed + 100 + k)
         x = _norm_inputs(seed + k, n, d)
@@ -120,23 +127,29 @@ def check_batchnorm_train(batchnorm_forward, batchnorm_backward, seed=0, shapes=
         xt, gt, bt = _leaf(x), _leaf(gamma), _leaf(beta)
         yt = F.batch_norm(xt, None, None, gt, bt, training=True, eps=eps)
         yt.backward(_t(dy))
-        where = f"N={n}, D={d}, eps={eps:g}"
+        cases.append((x, gamma, beta, dy, yt.detach().numpy(), xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy(),
+                      f"N={n}, D={d}, eps={eps:g}"))
 
-        call = call_student(batchnorm_forward, "batchnorm_forward", x=x, gamma=gamma, beta=beta, eps=eps)
-        check.compare("y", call.result, yt.detach().numpy(), call, case=where, reference="F.batch_norm",
-                      variants={"batchnorm-unbiased-variance": _bn_numpy(x, gamma, beta, eps, ddof=1),
-                                "norm-eps-outside-sqrt": _bn_numpy(x, gamma, beta, eps, eps_outside=True),
-                                "layernorm-wrong-axis": _ln_numpy(x, gamma, beta, eps)})
+    def forward_part():
+        for x, gamma, beta, _, y_ref, _, _, _, where in cases:
+            call = call_student(batchnorm_forward, "batchnorm_forward", x=x, gamma=gamma, beta=beta, eps=eps)
+            check.compare("y", call.result, y_ref, call, case=where, reference="F.batch_norm",
+                          variants={"batchnorm-unbiased-variance": _bn_numpy(x, gamma, beta, eps, ddof=1),
+                                    "norm-eps-outside-sqrt": _bn_numpy(x, gamma, beta, eps, eps_outside=True),
+                                    "layernorm-wrong-axis": _ln_numpy(x, gamma, beta, eps)})
 
-        call = call_student(batchnorm_backward, "batchnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
-        dx, dgamma, dbeta = unpack(call.result, "batchnorm_backward", ("dx", "dgamma", "dbeta"))
-        naive = dy * gamma / np.sqrt(x.var(axis=0) + eps)
-        check.compare("dL/dx", dx, xt.grad.numpy(), call, case=where,
-                      variants={"norm-backward-ignores-stats": naive})
-        check.compare("dL/dgamma", dgamma, gt.grad.numpy(), call, case=where)
-        check.compare("dL/dbeta", dbeta, bt.grad.numpy(), call, case=where)
-        check.cases += 1
-    return check.passed()
+    def backward_part():
+        for x, gamma, _, dy, _, dx_ref, dgamma_ref, dbeta_ref, where in cases:
+            call = call_student(batchnorm_backward, "batchnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
+            dx, dgamma, dbeta = unpack(call.result, "batchnorm_backward", ("dx", "dgamma", "dbeta"))
+            naive = dy * gamma / np.sqrt(x.var(axis=0) + eps)
+            check.compare("dL/dx", dx, dx_ref, call, case=where, variants={"norm-backward-ignores-stats": naive})
+            check.compare("dL/dgamma", dgamma, dgamma_ref, call, case=where)
+            check.compare("dL/dbeta", dbeta, dbeta_ref, call, case=where)
+
+    outcomes = {"batchnorm_forward": outcome(forward_part), "batchnorm_backward": outcome(backward_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_batchnorm_train"], outcomes, check.passed, "check_batchnorm_train")
 
 
 # ---------------------------------------------------------------------------
@@ -163,36 +176,45 @@ def check_batchnorm_running(batchnorm_update_running, batchnorm_eval, seed=0, n_
     with torch.no_grad():
         bn.weight.copy_(_t(gamma)); bn.bias.copy_(_t(beta))
         bn.running_mean.copy_(_t(rng.normal(size=d))); bn.running_var.copy_(_t(rng.uniform(0.5, 2.0, size=d)))
+    batches = []
     for b in range(n_batches):
         x = _norm_inputs(seed + 10 * b + 1, n, d)
         mean0, var0 = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()
         bn.train()
         with torch.no_grad():
             bn(_t(x))
-        call = call_student(batchnorm_update_running, "batchnorm_update_running", running_mean=mean0,
-                            running_var=var0, x=x, momentum=momentum)
-        got_mean, got_var = unpack(call.result, "batchnorm_update_running", ("running_mean", "running_var"))
-        where = f"batch {b}, N={n}, D={d}, momentum={momentum}"
-        swapped = _running_update(mean0, var0, x, momentum, swapped=True)
-        check.compare("running_mean", got_mean, bn.running_mean.numpy(), call, case=where,
-                      variants={"bn-momentum-convention": swapped[0]})
-        check.compare("running_var", got_var, bn.running_var.numpy(), call, case=where,
-                      variants={"running-var-biased": _running_update(mean0, var0, x, momentum, ddof=0)[1],
-                                "bn-momentum-convention": swapped[1]})
-        check.cases += 1
+        batches.append((b, x, mean0, var0, bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()))
     # eval(): the same layer normalises a new batch with its running statistics.
-    x = _norm_inputs(seed + 99, n + 1, d)
+    x_eval = _norm_inputs(seed + 99, n + 1, d)
     bn.eval()
     with torch.no_grad():
-        expected = bn(_t(x)).numpy()
+        expected = bn(_t(x_eval)).numpy()
     rm, rv = bn.running_mean.numpy().copy(), bn.running_var.numpy().copy()
-    call = call_student(batchnorm_eval, "batchnorm_eval", x=x, gamma=gamma, beta=beta, running_mean=rm,
-                        running_var=rv, eps=eps)
-    check.compare("y in eval mode", call.result, expected, call, case=f"N={n + 1}, D={d}",
-                  variants={"eval-uses-batch-stats": _bn_numpy(x, gamma, beta, eps),
-                            "norm-eps-outside-sqrt": gamma * (x - rm) / (np.sqrt(rv) + eps) + beta})
-    check.cases += 1
-    return check.passed()
+
+    def update_part():
+        for b, x, mean0, var0, mean_ref, var_ref in batches:
+            call = call_student(batchnorm_update_running, "batchnorm_update_running", running_mean=mean0,
+                                running_var=var0, x=x, momentum=momentum)
+            got_mean, got_var = unpack(call.result, "batchnorm_update_running", ("running_mean", "running_var"))
+            where = f"batch {b}, N={n}, D={d}, momentum={momentum}"
+            swapped = _running_update(mean0, var0, x, momentum, swapped=True)
+            check.compare("running_mean", got_mean, mean_ref, call, case=where,
+                          variants={"bn-momentum-convention": swapped[0]})
+            check.compare("running_var", got_var, var_ref, call, case=where,
+                          variants={"running-var-biased": _running_update(mean0, var0, x, momentum, ddof=0)[1],
+                                    "bn-momentum-convention": swapped[1]})
+
+    # batchnorm_eval gets torch's running statistics, not the student's: the two are scored apart.
+    def eval_part():
+        call = call_student(batchnorm_eval, "batchnorm_eval", x=x_eval, gamma=gamma, beta=beta, running_mean=rm,
+                            running_var=rv, eps=eps)
+        check.compare("y in eval mode", call.result, expected, call, case=f"N={n + 1}, D={d}",
+                      variants={"eval-uses-batch-stats": _bn_numpy(x_eval, gamma, beta, eps),
+                                "norm-eps-outside-sqrt": gamma * (x_eval - rm) / (np.sqrt(rv) + eps) + beta})
+
+    outcomes = {"batchnorm_update_running": outcome(update_part), "batchnorm_eval": outcome(eval_part)}
+    check.cases = n_batches + 1
+    return score_parts(POINTS["check_batchnorm_running"], outcomes, check.passed, "check_batchnorm_running")
 
 
 # ---------------------------------------------------------------------------
@@ -215,43 +237,61 @@ def check_layer_rms_norm(layernorm_forward, layernorm_backward, rmsnorm_forward,
     gamma, eps) -> (dx, dgamma)``), each sample normalised over its D features, against ``F.layer_norm``,
     ``F.rms_norm`` and autograd."""
     check = _Check("layernorm / rmsnorm")
+    cases = []
     for k, (n, d) in enumerate(shapes):
         rng = np.random.default_rng(seed + 300 + k)
         x = _sample_inputs(seed + 30 + k, n, d)
         gamma, beta, dy = rng.uniform(0.5, 2.0, size=d), rng.normal(size=d), rng.normal(size=(n, d))
-        where = f"N={n}, D={d}, eps={eps:g}"
-
         xt, gt, bt = _leaf(x), _leaf(gamma), _leaf(beta)
         yt = F.layer_norm(xt, (d,), gt, bt, eps=eps)
         yt.backward(_t(dy))
-        call = call_student(layernorm_forward, "layernorm_forward", x=x, gamma=gamma, beta=beta, eps=eps)
-        check.compare("LayerNorm y", call.result, yt.detach().numpy(), call, case=where, reference="F.layer_norm",
-                      variants={"layernorm-wrong-axis": _ln_numpy(x, gamma, beta, eps, axis=0),
-                                "norm-eps-outside-sqrt": _ln_numpy(x, gamma, beta, eps, eps_outside=True)})
-        call = call_student(layernorm_backward, "layernorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
-        dx, dgamma, dbeta = unpack(call.result, "layernorm_backward", ("dx", "dgamma", "dbeta"))
-        naive = dy * gamma / np.sqrt(x.var(axis=1, keepdims=True) + eps)
-        check.compare("LayerNorm dL/dx", dx, xt.grad.numpy(), call, case=where,
-                      variants={"norm-backward-ignores-stats": naive})
-        check.compare("LayerNorm dL/dgamma", dgamma, gt.grad.numpy(), call, case=where)
-        check.compare("LayerNorm dL/dbeta", dbeta, bt.grad.numpy(), call, case=where)
-
+        layer = (yt.detach().numpy(), xt.grad.numpy(), gt.grad.numpy(), bt.grad.numpy())
         xt, gt = _leaf(x), _leaf(gamma)
         yt = F.rms_norm(xt, (d,), gt, eps=eps)
         yt.backward(_t(dy))
-        call = call_student(rmsnorm_forward, "rmsnorm_forward", x=x, gamma=gamma, eps=eps)
-        check.compare("RMSNorm y", call.result, yt.detach().numpy(), call, case=where, reference="F.rms_norm",
-                      variants={"rmsnorm-subtracts-mean": _ln_numpy(x, gamma, None, eps),
-                                "norm-eps-outside-sqrt": _ln_numpy(x, gamma, None, eps, eps_outside=True,
-                                                                   center=False)})
-        call = call_student(rmsnorm_backward, "rmsnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
-        dx, dgamma = unpack(call.result, "rmsnorm_backward", ("dx", "dgamma"))
-        naive = dy * gamma / np.sqrt((x ** 2).mean(axis=1, keepdims=True) + eps)
-        check.compare("RMSNorm dL/dx", dx, xt.grad.numpy(), call, case=where,
-                      variants={"norm-backward-ignores-stats": naive})
-        check.compare("RMSNorm dL/dgamma", dgamma, gt.grad.numpy(), call, case=where)
-        check.cases += 1
-    return check.passed()
+        rms = (yt.detach().numpy(), xt.grad.numpy(), gt.grad.numpy())
+        cases.append((x, gamma, beta, dy, layer, rms, f"N={n}, D={d}, eps={eps:g}"))
+
+    def layernorm_forward_part():
+        for x, gamma, beta, _, (y_ref, _, _, _), _, where in cases:
+            call = call_student(layernorm_forward, "layernorm_forward", x=x, gamma=gamma, beta=beta, eps=eps)
+            check.compare("LayerNorm y", call.result, y_ref, call, case=where, reference="F.layer_norm",
+                          variants={"layernorm-wrong-axis": _ln_numpy(x, gamma, beta, eps, axis=0),
+                                    "norm-eps-outside-sqrt": _ln_numpy(x, gamma, beta, eps, eps_outside=True)})
+
+    def layernorm_backward_part():
+        for x, gamma, _, dy, (_, dx_ref, dgamma_ref, dbeta_ref), _, where in cases:
+            call = call_student(layernorm_backward, "layernorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
+            dx, dgamma, dbeta = unpack(call.result, "layernorm_backward", ("dx", "dgamma", "dbeta"))
+            naive = dy * gamma / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+            check.compare("LayerNorm dL/dx", dx, dx_ref, call, case=where,
+                          variants={"norm-backward-ignores-stats": naive})
+            check.compare("LayerNorm dL/dgamma", dgamma, dgamma_ref, call, case=where)
+            check.compare("LayerNorm dL/dbeta", dbeta, dbeta_ref, call, case=where)
+
+    def rmsnorm_forward_part():
+        for x, gamma, _, _, _, (y_ref, _, _), where in cases:
+            call = call_student(rmsnorm_forward, "rmsnorm_forward", x=x, gamma=gamma, eps=eps)
+            check.compare("RMSNorm y", call.result, y_ref, call, case=where, reference="F.rms_norm",
+                          variants={"rmsnorm-subtracts-mean": _ln_numpy(x, gamma, None, eps),
+                                    "norm-eps-outside-sqrt": _ln_numpy(x, gamma, None, eps, eps_outside=True,
+                                                                       center=False)})
+
+    def rmsnorm_backward_part():
+        for x, gamma, _, dy, _, (_, dx_ref, dgamma_ref), where in cases:
+            call = call_student(rmsnorm_backward, "rmsnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
+            dx, dgamma = unpack(call.result, "rmsnorm_backward", ("dx", "dgamma"))
+            naive = dy * gamma / np.sqrt((x ** 2).mean(axis=1, keepdims=True) + eps)
+            check.compare("RMSNorm dL/dx", dx, dx_ref, call, case=where,
+                          variants={"norm-backward-ignores-stats": naive})
+            check.compare("RMSNorm dL/dgamma", dgamma, dgamma_ref, call, case=where)
+
+    outcomes = {"layernorm_forward": outcome(layernorm_forward_part),
+                "layernorm_backward": outcome(layernorm_backward_part),
+                "rmsnorm_forward": outcome(rmsnorm_forward_part),
+                "rmsnorm_backward": outcome(rmsnorm_backward_part)}
+    check.cases = len(cases)
+    return score_parts(POINTS["check_layer_rms_norm"], outcomes, check.passed, "check_layer_rms_norm")
 
 
 # ---------------------------------------------------------------------------
@@ -267,7 +307,7 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
     (inverted dropout: ``mask`` is True where a unit is kept, kept units are divided by 1 - p) against
     the same product differentiated by autograd; ``training=False`` must return ``x`` unchanged (as
     ``nn.Dropout(p).eval()`` does); and the mean output over many random masks must stay within six
-    standard errors of ``x`` (the expected activation is preserved)."""
+    standard errors of ``x`` (the expected activation is preserved). Each function earns its own points."""
     check = _Check("dropout_forward / dropout_backward")
     rng = np.random.default_rng(seed + 400)
     x, dy = rng.normal(size=shape) + 1.0, rng.normal(size=shape)
@@ -279,35 +319,50 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
     yt.backward(_t(dy))
     variants = {"dropout-not-rescaled": x * mask, "dropout-scaled-by-p": x * mask / p}
 
-    call = call_student(dropout_forward, "dropout_forward", x=x, mask=mask, p=p, training=True)
-    check.compare("y in training mode", call.result, yt.detach().numpy(), call, case=where,
-                  reference="torch (x * mask / (1 - p))", variants=variants)
-    call = call_student(dropout_backward, "dropout_backward", dy=dy, mask=mask, p=p)
-    check.compare("dL/dx", call.result, xt.grad.numpy(), call, case=where,
-                  variants={"dropout-not-rescaled": dy * mask, "dropout-scaled-by-p": dy * mask / p})
-
-    with torch.no_grad():
-        expected_eval = torch.nn.Dropout(p).eval()(_t(x)).numpy()
-    call = call_student(dropout_forward, "dropout_forward", x=x, mask=mask, p=p, training=False)
-    check.compare("y in eval mode", call.result, expected_eval, call, case=where, reference="nn.Dropout(p).eval()",
-                  variants={"dropout-in-eval": yt.detach().numpy()})
-
-    check.cases += 1
-    check.passed()
-
     # E[mask / (1 - p)] = 1: the mean over many masks of one row estimates x itself.
     rel_tol = 6.0 * float(np.sqrt(p / (1.0 - p) / N_EXPECTATION_ROWS))
-    check = _Check("dropout_forward", reference="x (within six standard errors)",
-                          tol=Tolerance(atol=0.0, rtol=rel_tol))
+    expectation = _Check("dropout_forward", reference="x (within six standard errors)",
+                         tol=Tolerance(atol=0.0, rtol=rel_tol))
     row = x.reshape(-1)[: x.shape[-1]].copy()
     rows = np.tile(row, (N_EXPECTATION_ROWS, 1))
     masks = rng.random(rows.shape) >= p
-    call = call_student(dropout_forward, "dropout_forward", x=rows, mask=masks, p=p, training=True)
-    got = call.result
-    mean = np.mean(got, axis=0) if type(got) is np.ndarray and got.shape == rows.shape else got
-    check.compare("mean output over many masks", mean, row, call, case=f"{N_EXPECTATION_ROWS} masks, p={p}")
-    check.cases += 1
-    return check.passed()
+
+    def forward_part():
+        call = call_student(dropout_forward, "dropout_forward", x=x, mask=mask, p=p, training=True)
+        check.compare("y in training mode", call.result, yt.detach().numpy(), call, case=where,
+                      reference="torch (x * mask / (1 - p))", variants=variants)
+        with torch.no_grad():
+            expected_eval = torch.nn.Dropout(p).eval()(_t(x)).numpy()
+        call = call_student(dropout_forward, "dropout_forward", x=x, mask=mask, p=p, training=False)
+        check.compare("y in eval mode", call.result, expected_eval, call, case=where,
+                      reference="nn.Dropout(p).eval()", variants={"dropout-in-eval": yt.detach().numpy()})
+        call = call_student(dropout_forward, "dropout_forward", x=rows, mask=masks, p=p, training=True)
+        got = call.result
+        mean = np.mean(got, axis=0) if type(got) is np.ndarray and got.shape == rows.shape else got
+        expectation.compare("mean output over many masks", mean, row, call,
+                            case=f"{N_EXPECTATION_ROWS} masks, p={p}")
+
+    def backward_part():
+        call = call_student(dropout_backward, "dropout_backward", dy=dy, mask=mask, p=p)
+        check.compare("dL/dx", call.result, xt.grad.numpy(), call, case=where,
+                      variants={"dropout-not-rescaled": dy * mask, "dropout-scaled-by-p": dy * mask / p})
+
+    # dropout_backward may reuse dropout_forward (the same product): a wrong forward is charged there only.
+    sibling = {"dropout_forward": (_dropout_forward, "its own part of this exercise")}
+    outcomes = {"dropout_forward": outcome(forward_part),
+                "dropout_backward": outcome(lambda: charge_once(backward_part, depends_on=sibling))}
+    check.cases = expectation.cases = 1
+
+    def summary():
+        check.passed()
+        expectation.passed()
+
+    return score_parts(POINTS["check_dropout"], outcomes, summary, "check_dropout")
+
+
+def _dropout_forward(x, mask, p, training=True):
+    """``dropout_forward`` as a correct submission has it."""
+    return x * mask / (1.0 - p) if training else x.copy()
 
 
 # ---------------------------------------------------------------------------
@@ -657,42 +712,58 @@ def check_penalties(penalty_and_grad, fit_penalised, seed=0, d=9, lam=0.3, fit_c
     lam / 2 * sum w**2; w holds exact zeros, where torch's gradient of |w| is 0) against autograd, and
     ``fit_penalised(X, y, lam, lr, n_steps, kind) -> w``: gradient descent for L2, proximal gradient
     (soft-thresholding) for L1, from w = 0, step for step against the same loop in torch, with the
-    number of exact zeros compared exactly."""
+    number of exact zeros compared exactly. Each function earns its own points."""
     check = _Check("penalty_and_grad / fit_penalised")
     rng = np.random.default_rng(seed + 800)
     w = rng.normal(size=d)
     w[[1, 4]] = 0.0  # |w| has a kink at 0: the gradient convention matters there
-    for kind in ("l1", "l2"):
-        wt = _leaf(w)
-        value = lam * wt.abs().sum() if kind == "l1" else 0.5 * lam * (wt ** 2).sum()
-        value.backward()
-        call = call_student(penalty_and_grad, "penalty_and_grad", w=w, lam=lam, kind=kind)
-        got_value, got_grad = unpack(call.result, "penalty_and_grad", ("value", "grad"))
-        where = f"kind={kind!r}, lam={lam}, D={d}, w with exact zeros"
-        check.compare("penalty", got_value, value.item(), call, case=where)
-        variants = {"l1-grad-at-zero": [lam * np.where(w >= 0, 1.0, -1.0), lam * np.where(w > 0, 1.0, -1.0)]} \
-            if kind == "l1" else None
-        check.compare("d penalty / dw", got_grad, wt.grad.numpy(), call, case=where, variants=variants)
-    check.cases += 1
+
+    def penalty_part():
+        for kind in ("l1", "l2"):
+            wt = _leaf(w)
+            value = lam * wt.abs().sum() if kind == "l1" else 0.5 * lam * (wt ** 2).sum()
+            value.backward()
+            call = call_student(penalty_and_grad, "penalty_and_grad", w=w, lam=lam, kind=kind)
+            got_value, got_grad = unpack(call.result, "penalty_and_grad", ("value", "grad"))
+            where = f"kind={kind!r}, lam={lam}, D={d}, w with exact zeros"
+            check.compare("penalty", got_value, value.item(), call, case=where)
+            variants = {"l1-grad-at-zero": [lam * np.where(w >= 0, 1.0, -1.0), lam * np.where(w > 0, 1.0, -1.0)]} \
+                if kind == "l1" else None
+            check.compare("d penalty / dw", got_grad, wt.grad.numpy(), call, case=where, variants=variants)
 
     n, d_fit, n_informative, lam_fit, lr, n_steps = fit_case
     X, y, _ = sparse_regression_data(seed, n, d_fit, n_informative)
-    for kind in ("l1", "l2"):
-        expected = _fit_reference(X, y, lam_fit, lr, n_steps, kind)
-        call = call_student(fit_penalised, "fit_penalised", X=X, y=y, lam=lam_fit, lr=lr, n_steps=n_steps, kind=kind)
-        where = f"kind={kind!r}, N={n}, D={d_fit}, lam={lam_fit}, lr={lr}, {n_steps} steps"
-        variants = {"l1-subgradient-no-zeros": _fit_reference(X, y, lam_fit, lr, n_steps, kind, "subgradient")} \
-            if kind == "l1" else None
-        check.compare("w after training", call.result, expected, call, case=where, tol=NORM_TOL,
-                      reference="the same loop in torch", variants=variants)
-        got = np.asarray(call.result, dtype=np.float64)
-        n_zero = float(np.sum(expected == 0.0))
-        wrong = float(np.sum(_fit_reference(X, y, lam_fit, lr, n_steps, kind, "subgradient") == 0.0))
-        check.compare("number of exact zeros in w", float(np.sum(got == 0.0)), n_zero, call, case=where,
-                      tol=EXACT_TOL, reference="the same loop in torch",
-                      variants={"l1-subgradient-no-zeros": wrong} if kind == "l1" and wrong != n_zero else None)
-        check.cases += 1
-    return check.passed()
+
+    def fit_part():
+        for kind in ("l1", "l2"):
+            expected = _fit_reference(X, y, lam_fit, lr, n_steps, kind)
+            call = call_student(fit_penalised, "fit_penalised", X=X, y=y, lam=lam_fit, lr=lr, n_steps=n_steps,
+                                kind=kind)
+            where = f"kind={kind!r}, N={n}, D={d_fit}, lam={lam_fit}, lr={lr}, {n_steps} steps"
+            variants = {"l1-subgradient-no-zeros": _fit_reference(X, y, lam_fit, lr, n_steps, kind, "subgradient")} \
+                if kind == "l1" else None
+            check.compare("w after training", call.result, expected, call, case=where, tol=NORM_TOL,
+                          reference="the same loop in torch", variants=variants)
+            got = np.asarray(call.result, dtype=np.float64)
+            n_zero = float(np.sum(expected == 0.0))
+            wrong = float(np.sum(_fit_reference(X, y, lam_fit, lr, n_steps, kind, "subgradient") == 0.0))
+            check.compare("number of exact zeros in w", float(np.sum(got == 0.0)), n_zero, call, case=where,
+                          tol=EXACT_TOL, reference="the same loop in torch",
+                          variants={"l1-subgradient-no-zeros": wrong} if kind == "l1" and wrong != n_zero else None)
+
+    # fit_penalised may call penalty_and_grad for the penalty's gradient: a wrong one is charged there only.
+    sibling = {"penalty_and_grad": (_penalty_and_grad, "its own part of this exercise")}
+    outcomes = {"penalty_and_grad": outcome(penalty_part),
+                "fit_penalised": outcome(lambda: charge_once(fit_part, depends_on=sibling))}
+    check.cases = 3
+    return score_parts(POINTS["check_penalties"], outcomes, check.passed, "check_penalties")
+
+
+def _penalty_and_grad(w, lam, kind):
+    """``penalty_and_grad`` as a correct submission has it (the gradient of |w| is 0 at 0)."""
+    if kind == "l1":
+        return float(lam * np.abs(w).sum()), lam * np.sign(w)
+    return float(0.5 * lam * (w ** 2).sum()), lam * w
 
 
 # ---------------------------------------------------------------------------
@@ -704,7 +775,8 @@ def check_mixup(mixup, mixup_cross_entropy, seed=0, n=6, d=4, n_classes=5, mix=0
     """Check ``mixup(X, Y, mix, perm) -> (X_mixed, Y_mixed)`` (``mix * X + (1 - mix) * X[perm]``, the same
     for the one-hot targets) and ``mixup_cross_entropy(logits, Y_mixed) -> (loss, dL/dlogits)`` (mean over
     the batch) against ``F.cross_entropy`` with probability targets and autograd; the loss must also equal
-    ``mix * CE(labels) + (1 - mix) * CE(labels[perm])``, which the check computes separately in torch."""
+    ``mix * CE(labels) + (1 - mix) * CE(labels[perm])``, which the check computes separately in torch.
+    Each function earns its own points."""
     check = _Check("mixup / mixup_cross_entropy")
     rng = np.random.default_rng(seed + 900)
     X = rng.normal(size=(n, d))
@@ -713,15 +785,17 @@ def check_mixup(mixup, mixup_cross_entropy, seed=0, n=6, d=4, n_classes=5, mix=0
     Y = np.eye(n_classes)[labels]
     perm = rng.permutation(n)
     where = f"N={n}, D={d}, C={n_classes}, mix={mix}"
-    call = call_student(mixup, "mixup", X=X, Y=Y, mix=mix, perm=perm)
-    X_mixed, Y_mixed = unpack(call.result, "mixup", ("X_mixed", "Y_mixed"))
     Xt, Yt, pt = _t(X), _t(Y), torch.as_tensor(perm)
     want_X = (mix * Xt + (1 - mix) * Xt[pt]).numpy()
     want_Y = (mix * Yt + (1 - mix) * Yt[pt]).numpy()
-    check.compare("X_mixed", X_mixed, want_X, call, case=where, reference="torch",
-                  variants={"mixup-weights-swapped": (1 - mix) * X + mix * X[perm]})
-    check.compare("Y_mixed", Y_mixed, want_Y, call, case=where, reference="torch",
-                  variants={"mixup-targets-not-mixed": Y, "mixup-weights-swapped": (1 - mix) * Y + mix * Y[perm]})
+
+    def mixup_part():
+        call = call_student(mixup, "mixup", X=X, Y=Y, mix=mix, perm=perm)
+        X_mixed, Y_mixed = unpack(call.result, "mixup", ("X_mixed", "Y_mixed"))
+        check.compare("X_mixed", X_mixed, want_X, call, case=where, reference="torch",
+                      variants={"mixup-weights-swapped": (1 - mix) * X + mix * X[perm]})
+        check.compare("Y_mixed", Y_mixed, want_Y, call, case=where, reference="torch",
+                      variants={"mixup-targets-not-mixed": Y, "mixup-weights-swapped": (1 - mix) * Y + mix * Y[perm]})
 
     logits = rng.normal(0.0, 2.0, size=(n, n_classes))
     lt = _leaf(logits)
@@ -731,16 +805,21 @@ def check_mixup(mixup, mixup_cross_entropy, seed=0, n=6, d=4, n_classes=5, mix=0
         as_two_losses = (mix * F.cross_entropy(_t(logits), torch.as_tensor(labels))
                          + (1 - mix) * F.cross_entropy(_t(logits), torch.as_tensor(labels[perm]))).item()
     assert abs(as_two_losses - loss.item()) < 1e-12  # the identity the notebook derives
-    call = call_student(mixup_cross_entropy, "mixup_cross_entropy", logits=logits, Y_mixed=want_Y)
-    got_loss, got_grad = unpack(call.result, "mixup_cross_entropy", ("loss", "dL_dlogits"))
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    check.compare("loss", got_loss, loss.item(), call, case=where, reference="F.cross_entropy(logits, Y_mixed)",
-                  mean_count=n,
-                  variants={"mixup-targets-not-mixed": float(-np.mean(np.log(p[np.arange(n), labels])))})
-    check.compare("dL/dlogits", got_grad, lt.grad.numpy(), call, case=where, mean_count=n)
-    check.cases += 1
-    return check.passed()
+
+    # mixup_cross_entropy gets the right mixed targets, not the student's: the two are scored apart.
+    def cross_entropy_part():
+        call = call_student(mixup_cross_entropy, "mixup_cross_entropy", logits=logits, Y_mixed=want_Y)
+        got_loss, got_grad = unpack(call.result, "mixup_cross_entropy", ("loss", "dL_dlogits"))
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        check.compare("loss", got_loss, loss.item(), call, case=where,
+                      reference="F.cross_entropy(logits, Y_mixed)", mean_count=n,
+                      variants={"mixup-targets-not-mixed": float(-np.mean(np.log(p[np.arange(n), labels])))})
+        check.compare("dL/dlogits", got_grad, lt.grad.numpy(), call, case=where, mean_count=n)
+
+    outcomes = {"mixup": outcome(mixup_part), "mixup_cross_entropy": outcome(cross_entropy_part)}
+    check.cases = 1
+    return score_parts(POINTS["check_mixup"], outcomes, check.passed, "check_mixup")
 
 
 # ---------------------------------------------------------------------------
