@@ -18,6 +18,7 @@ holds both labs/ and TROUBLESHOOTING.md, so JupyterLab can open them.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import sys
@@ -163,18 +164,20 @@ def _notebook_path() -> Optional[Path]:
 
 def check_rows(notebook: Path) -> list[CheckRow]:
     """The grade cells of ``notebook`` (as saved) with what this session recorded for each."""
-    import nbformat
-
-    nb = nbformat.read(notebook, as_version=4)
+    # Plain JSON, not nbformat: importing nbformat (jsonschema and all) costs a student's
+    # kernel over a second, and only cell sources and metadata are read here.
+    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
     rows = []
-    for cell in nb.cells:
+    for cell in nb.get("cells", []):
         meta = cell.get("metadata", {}).get("nbgrader", {})
-        if cell.cell_type != "code" or not meta.get("grade") or meta.get("solution"):
+        if cell.get("cell_type") != "code" or not meta.get("grade") or meta.get("solution"):
             continue
         gid = meta.get("grade_id", "")
         numbered = CHECK_ID.fullmatch(gid)
         label = f"Exercise {int(numbered[1])} ({numbered[2]})" if numbered else gid
-        outcome = _by_cell_id.get(cell.get("id", "")) or _by_source.get(cell.source.strip())
+        source = cell.get("source", "")
+        source = "".join(source) if isinstance(source, list) else source
+        outcome = _by_cell_id.get(cell.get("id", "")) or _by_source.get(source.strip())
         rows.append(CheckRow(label, float(meta.get("points", 0)), outcome))
     return rows
 
