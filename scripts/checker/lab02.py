@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, charges_once
 from .student import Call, call_student, student_attr, unpack
 from .variants import exclusive
 
@@ -522,6 +522,30 @@ def check_schedules(step_decay_lr, linear_warmup_lr, cosine_lr, base_lr=0.3, ste
         check.passed()
 
 
+def _linear_warmup_lr(step, peak_lr, warmup_steps, start_factor=0.01):
+    """Exercise 7's ``linear_warmup_lr`` as a correct submission has it."""
+    return float(_warmup(step, peak_lr, warmup_steps, start_factor))
+
+
+def _cosine_lr(step, base_lr, total_steps, min_lr=0.0):
+    """Exercise 7's ``cosine_lr`` as a correct submission has it."""
+    return float(_cosine(step, base_lr, total_steps, min_lr))
+
+
+def _step_decay_lr(step, base_lr, step_size, gamma=0.1):
+    """Exercise 7's ``step_decay_lr`` as a correct submission has it."""
+    return float(_step_decay(step, base_lr, step_size, gamma))
+
+
+#: Exercise 7's schedules, which ``warmup_cosine_lr`` may call by name: when it fails only because of
+#: them, it passes with these in their place and the mistake costs Exercise 7's points only
+#: (checker.exercise.charge_once).
+EXERCISE_7_REFERENCES = {"step_decay_lr": (_step_decay_lr, "Exercise 7"),
+                         "linear_warmup_lr": (_linear_warmup_lr, "Exercise 7"),
+                         "cosine_lr": (_cosine_lr, "Exercise 7")}
+
+
+@charges_once(**EXERCISE_7_REFERENCES)
 def check_warmup_cosine(warmup_cosine_lr, peak_lr=0.2, warmup_steps=8, total_steps=60, start_factor=0.05,
                         min_lr=0.002, table=True):
     """Check ``warmup_cosine_lr`` against torch's SequentialLR(LinearLR, CosineAnnealingLR).

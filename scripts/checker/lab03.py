@@ -29,7 +29,7 @@ from landscape import (
 from math_utils import flatten_params, unflatten_params
 
 from .compare import CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck
+from .exercise import ExerciseCheck, charges_once
 from .student import refuse_tensor, call_student, unpack
 from .variants import exclusive
 
@@ -271,6 +271,22 @@ def check_batched_logits(batched_logits, seed=0, sizes=(2, 4, 3), n_models=3, n_
 # ---------------------------------------------------------------------------
 
 
+def _batched_logits(stacked_weights, X, skip=False):
+    """Exercise 3's ``batched_logits`` as a correct submission has it: (P, n_samples, n_classes) float64."""
+    params = [torch.as_tensor(np.asarray(w, dtype=np.float64)) for w in stacked_weights]
+    h = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    n_layers = len(params) // 2
+    with torch.no_grad():
+        for k in range(n_layers):
+            z = torch.matmul(h, params[2 * k]) + params[2 * k + 1][:, None, :]
+            if k == n_layers - 1:
+                break
+            a = torch.relu(z)
+            h = h + a if (skip and a.shape[-1] == h.shape[-1]) else a
+    return z.numpy()
+
+
+@charges_once(batched_logits=(_batched_logits, "Exercise 3"))
 def check_loss_grid(loss_grid, seed=0, sizes=(2, 4, 2), n_samples=10, skip=False, n_alpha=5, n_beta=4,
                     chunk_size=7):
     """Check ``loss_grid(weights, direction_x, direction_y, X, y, alphas, betas, skip, chunk_size)``.
@@ -406,6 +422,16 @@ def _check_short_power_iteration(check, top_hessian_eigenvalue, weights, X, y, v
                   variants=exclusive({"power-iteration-no-renormalisation": grown}, expected_vector))
 
 
+def _hessian_vector_product(weights, X, y, vector, skip=False):
+    """Exercise 6's ``hessian_vector_product`` as a correct submission has it (double backward)."""
+    params = [torch.tensor(np.asarray(w, dtype=np.float64), requires_grad=True) for w in weights]
+    loss = F.cross_entropy(mlp_logits(params, _tensor(X), skip), torch.as_tensor(np.asarray(y), dtype=torch.long))
+    grads = torch.autograd.grad(loss, params, create_graph=True)
+    g_dot_v = sum((g * _tensor(v)).sum() for g, v in zip(grads, vector))
+    return [h.numpy() for h in torch.autograd.grad(g_dot_v, params)]
+
+
+@charges_once(hessian_vector_product=(_hessian_vector_product, "Exercise 6"))
 def check_top_hessian_eigenvalue(top_hessian_eigenvalue, seed=0, sizes=(2, 4, 2), n_samples=10, skip=False,
                                  n_iters=150, short_iters=(1, 2)):
     """Check ``top_hessian_eigenvalue(weights, X, y, v0, n_iters, skip) -> (eigenvalue, eigenvector)``.

@@ -9,13 +9,15 @@ import io
 import pytest
 
 from checker import CheckFailure
-from fixtures.cascades import CASCADES
+from fixtures.cascades import CASCADES, MORE_CASCADES
 from fixtures.notebooks import grade_cells, lab_namespace, solution_sources
 
 
-@pytest.mark.parametrize("lab", sorted(CASCADES))
-def test_later_exercise_keeps_its_points_and_names_the_earlier_function(lab):
-    cascade = CASCADES[lab]
+ALL_CASCADES = sorted(CASCADES.items()) + MORE_CASCADES
+
+
+@pytest.mark.parametrize("lab, cascade", ALL_CASCADES, ids=[f"{lab}-{c.blamed}" for lab, c in ALL_CASCADES])
+def test_later_exercise_keeps_its_points_and_names_the_earlier_function(lab, cascade):
     ns = lab_namespace(lab, solution_sources(lab, [cascade.mistake]))
     cells = grade_cells(lab)
     with pytest.raises(CheckFailure):
