@@ -14,7 +14,7 @@ from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
-from .catalogue import Evidence, diagnose
+from .catalogue import BY_NAME, CATALOGUE, Evidence, _close, diagnose
 
 
 @dataclass(frozen=True)
@@ -252,6 +252,11 @@ def failure_message(ev: Evidence, problem: str, reference: str, tol: Tolerance, 
         error_figures(expected, received, max_abs, max_rel, tol, problem),
     ]
     found = diagnose(ev)
+    candidates = shared_candidates(ev)
+    if candidates:
+        if found and found[0].name not in candidates:
+            candidates.append(found[0].name)  # another detector fits too: one more candidate, still no name
+        return "\n".join(lines + candidate_lines(candidates)), None
     if not found:
         return "\n".join(lines + [_UNRECOGNISED]), None
     m, detail = found
@@ -261,6 +266,33 @@ def failure_message(ev: Evidence, problem: str, reference: str, tol: Tolerance, 
         f"  Read: {m.anchor}",
     ]
     return "\n".join(lines), m.name
+
+
+def shared_candidates(ev: Evidence) -> list[str]:
+    """Names whose shared value (a tuple key of :func:`checker.variants.exclusive`) the student's result matches.
+
+    In catalogue order; empty when no shared value matches.
+    """
+    if ev.received is None:
+        return []
+    names: set[str] = set()
+    for key, values in ev.variants.items():
+        if not isinstance(key, tuple):
+            continue
+        for value in (values if isinstance(values, (list, tuple)) else [values]):
+            if value is not None and _close(ev.received, np.asarray(value, dtype=np.float64)):
+                names.update(key)
+    order = {m.name: i for i, m in enumerate(CATALOGUE)}
+    return sorted(names, key=lambda n: (order.get(n, len(order)), n))
+
+
+def candidate_lines(names: Sequence[str]) -> list[str]:
+    """The message lines for a result that several catalogued mistakes explain equally well."""
+    listed = ", ".join(f"`{n}` ({BY_NAME[n].anchor if n in BY_NAME else 'TROUBLESHOOTING.md#' + n})"
+                       for n in names)
+    return ([f"  Could be one of: {listed}.",
+             "  On these inputs those mistakes give the same values, so the check cannot tell which one you made:"]
+            + [f"    `{n}`: {BY_NAME[n].title}" for n in names if n in BY_NAME])
 
 
 _UNRECOGNISED = ("  No known misconception matches; compare your shapes and formulas step by step "

@@ -169,7 +169,9 @@ def _fitting_variants(received: np.ndarray, predicted: dict) -> dict:
 
     Sample statistics are random, so the catalogue's exact-match detectors cannot compare them with
     a mistake's prediction directly: this check judges the fit and hands the detector the received
-    values themselves for every mistake they fit (and nothing for the others).
+    values themselves for the one mistake they fit (and nothing for the others). When they fit
+    several, the values go under the tuple of those names, as :func:`checker.variants.exclusive`
+    does: the message lists the candidates and names none.
     """
     fitting = {}
     for name, options in predicted.items():
@@ -178,6 +180,8 @@ def _fitting_variants(received: np.ndarray, predicted: dict) -> dict:
             if option.shape == received.shape and np.all(np.isfinite(received)) and np.all(
                     np.abs(received - option) <= VARIANT_BAND * np.abs(option)):
                 fitting[name] = received.copy()
+    if len(fitting) > 1:
+        return {tuple(sorted(fitting)): received.copy()}
     return fitting
 
 

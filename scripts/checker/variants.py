@@ -4,11 +4,13 @@ A check passes ``variants={name: value or [values]}`` to ``compare``; the
 catalogue names the first entry whose value the student's result matches. When
 two entries predict the same value on a check's inputs (a division by N that
 equals a wrong LoRA scale because N == alpha), the first one in catalogue order
-would be named whichever mistake was made. :func:`exclusive` drops every value
-that more than one entry predicts, and every value equal to the right answer
-(that mistake is invisible on this input), so a match is always unambiguous.
-The checks choose inputs on which nothing needs dropping; tests/unit/test_checker.py
-asserts it for every check of labs 04-06 (:data:`DROPPED` records what was dropped).
+would be named whichever mistake was made. :func:`exclusive` moves every value
+that more than one entry predicts under a key that is the tuple of those names
+(the failure message then lists them as candidates and names none), and drops
+every value equal to the right answer (that mistake is invisible on this input),
+so a single name is always unambiguous.
+The checks choose inputs on which nothing is ambiguous; tests/unit/test_checker_0103.py
+and test_checker_0406.py assert it for every check (:data:`DROPPED` records what was shared).
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import numpy as np
 
 from .catalogue import _close
 
-#: (name, value) pairs dropped by :func:`exclusive` as ambiguous, for the distinguishability test.
+#: (names, value) of every value :func:`exclusive` found predicted by several names, for the
+#: distinguishability tests (the value is kept under the tuple of names, never under one name).
 DROPPED: list[tuple[tuple[str, ...], str]] = []
 
 
@@ -30,29 +33,41 @@ def _values(value) -> list[np.ndarray]:
     return [np.asarray(v, dtype=np.float64) for v in items if v is not None]
 
 
-def exclusive(variants: Mapping[str, object], expected) -> Optional[dict]:
-    """``variants`` without values that equal ``expected`` or that another name also predicts.
+def names_of(key) -> tuple[str, ...]:
+    """The misconception names a variants key stands for: one name, or a tuple of candidates."""
+    return tuple(key) if isinstance(key, tuple) else (key,)
+
+
+def exclusive(variants: Mapping[object, object], expected) -> Optional[dict]:
+    """``variants`` with each value under the names that predict it, none equal to ``expected``.
 
     Parameters
     ----------
-    variants : mapping of str to array_like, list of them, or None
+    variants : mapping of str (or tuple of str) to array_like, list of them, or None
+        A tuple key (from an earlier call) stands for several names that predict its values.
     expected : array_like
         The right answer on the same inputs.
 
     Returns
     -------
     dict or None
-        Name -> list of unambiguous values (names left with none are omitted); None when empty.
+        Name -> list of values only that name predicts; tuple of names (sorted) -> list of
+        values all of them predict (the message lists them as candidates and names none).
+        Names left with no values are omitted; None when nothing is left.
     """
     expected = np.asarray(expected, dtype=np.float64)
-    flat = [(name, v) for name, value in variants.items() for v in _values(value)]
-    kept: dict[str, list] = {}
-    for name, v in flat:
+    flat = [(names_of(key), v) for key, value in variants.items() for v in _values(value)]
+    kept: dict[object, list] = {}
+    for names, v in flat:
         if _close(v, expected):
             continue  # this mistake gives the right answer here: nothing to name
-        rivals = sorted({other for other, w in flat if other != name and _close(v, w)})
-        if rivals:
-            DROPPED.append(((name, *rivals), repr(np.round(v, 6).tolist())))
+        sharing = sorted({n for others, w in flat if _close(v, w) or _close(w, v) for n in others} | set(names))
+        if len(sharing) == 1:
+            kept.setdefault(sharing[0], []).append(v)
             continue
-        kept.setdefault(name, []).append(v)
+        key = tuple(sharing)
+        if any(_close(v, w) for w in kept.get(key, [])):
+            continue  # the same shared value, seen from another of its names
+        DROPPED.append((key, repr(np.round(v, 6).tolist())))
+        kept.setdefault(key, []).append(v)
     return kept or None

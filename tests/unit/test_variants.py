@@ -1,0 +1,115 @@
+"""Issue 17 item 1: a misconception is named only when one variant matches; several list candidates.
+
+``checker.variants.exclusive`` keeps a value that several names predict under the tuple of
+those names, and the failure message lists them ("Could be one of: ...") without naming
+either: a wrong single name sends the student away from the bug, which is worse than none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import checker.variants
+from checker import CheckFailure
+from checker.exercise import ExerciseCheck
+from checker.variants import exclusive
+
+# A LoRA-style scale check whose inputs make two mistakes coincide: N == alpha.
+N = ALPHA = 4
+R = 3
+X = np.array([[1.0, -2.0, 0.5], [3.0, 0.25, -1.0]])
+EXPECTED = X * ALPHA / R
+DIVIDED_BY_N = EXPECTED / N          # "batch-size-scaling": an extra division by N
+NO_SCALING = X                       # "lora-missing-scaling": alpha / r left out ...
+UNSCALED_BY_ALPHA = EXPECTED / ALPHA  # ... here written so it equals the division by N
+
+
+def _check(received, variants, mean_count=None):
+    """A constructed check cell: one comparison, its variants through exclusive()."""
+    check = ExerciseCheck("scaled_update", reference="the reference formula")
+    with pytest.raises(CheckFailure) as failure:
+        check.compare("delta W", received, EXPECTED, variants=exclusive(variants, EXPECTED),
+                      mean_count=mean_count)
+    return failure.value
+
+
+def test_exclusive_keeps_a_shared_value_under_both_names_and_a_lone_value_under_its_own():
+    checker.variants.DROPPED.clear()
+    kept = exclusive({"batch-size-scaling": DIVIDED_BY_N, "lora-missing-scaling": [UNSCALED_BY_ALPHA, NO_SCALING],
+                      "sign-flipped": EXPECTED}, EXPECTED)
+    assert set(kept) == {("batch-size-scaling", "lora-missing-scaling"), "lora-missing-scaling"}
+    [shared] = kept[("batch-size-scaling", "lora-missing-scaling")]  # once, not once per name
+    np.testing.assert_array_equal(shared, DIVIDED_BY_N)
+    [alone] = kept["lora-missing-scaling"]
+    np.testing.assert_array_equal(alone, NO_SCALING)
+    assert [names for names, _ in checker.variants.DROPPED] == [("batch-size-scaling", "lora-missing-scaling")]
+    # A value equal to the right answer names nothing (the "sign-flipped" entry above), and a second pass
+    # (lab 07's checks call exclusive on variants that already went through it) changes nothing.
+    again = exclusive(kept, EXPECTED)
+    assert set(again) == set(kept)
+
+
+def test_two_variants_that_coincide_are_listed_and_neither_is_named():
+    failure = _check(DIVIDED_BY_N, {"batch-size-scaling": DIVIDED_BY_N, "lora-missing-scaling": UNSCALED_BY_ALPHA})
+    message = str(failure)
+    assert failure.misconception is None, message
+    assert ("Could be one of: `lora-missing-scaling` (TROUBLESHOOTING.md#lora-missing-scaling), "
+            "`batch-size-scaling` (TROUBLESHOOTING.md#batch-size-scaling).") in message, message
+    assert "Likely misconception" not in message and "Fix:" not in message, message
+    assert "No known misconception matches" not in message, message
+    # The usual figures come first, as for any failure.
+    assert message.startswith("delta W (scaled_update) does not match the reference formula: values differ."), message
+
+
+def test_a_generic_relation_that_also_fits_joins_the_candidates():
+    """mean_count = N: the catalogue's generic batch-size relation fits too; still no single name."""
+    failure = _check(DIVIDED_BY_N, {"lora-missing-scaling": UNSCALED_BY_ALPHA, "dropout-scaled-by-p": DIVIDED_BY_N},
+                     mean_count=N)
+    message = str(failure)
+    assert failure.misconception is None, message
+    for name in ("lora-missing-scaling", "dropout-scaled-by-p", "batch-size-scaling"):
+        assert f"`{name}` (TROUBLESHOOTING.md#{name})" in message, message
+
+
+def test_exactly_one_matching_variant_is_named():
+    failure = _check(NO_SCALING, {"batch-size-scaling": DIVIDED_BY_N, "lora-missing-scaling": [UNSCALED_BY_ALPHA,
+                                                                                                NO_SCALING]})
+    assert failure.misconception == "lora-missing-scaling", str(failure)
+    assert "Likely misconception [lora-missing-scaling]" in str(failure)
+    assert "Could be one of" not in str(failure)
+
+
+def test_no_matching_variant_names_nothing_and_lists_nothing():
+    failure = _check(EXPECTED + 0.125, {"batch-size-scaling": DIVIDED_BY_N, "lora-missing-scaling": UNSCALED_BY_ALPHA})
+    assert failure.misconception is None
+    assert "No known misconception matches" in str(failure)
+    assert "Could be one of" not in str(failure)
+
+
+def test_a_shared_value_is_shown_as_candidates_in_the_notebook_with_a_link_each(tmp_path):
+    from checker import notebook
+    from coursetools.paths import ROOT
+
+    failure = _check(DIVIDED_BY_N, {"batch-size-scaling": DIVIDED_BY_N, "lora-missing-scaling": UNSCALED_BY_ALPHA})
+    links = notebook.troubleshooting_links(str(failure), ROOT / "labs" / "04_svd_lora")
+    assert [anchor for anchor, _ in links] == ["TROUBLESHOOTING.md#lora-missing-scaling",
+                                               "TROUBLESHOOTING.md#batch-size-scaling"], links
+
+
+def test_sample_statistics_that_fit_two_initialisation_mistakes_list_both():
+    """Lab 06's initialisation checks judge a fit within a band: fitting two predictions names neither."""
+    import checker.lab06
+
+    got = np.array([0.0101, 0.0202])
+    predicted = {"he-variance-wrong": [np.array([0.01, 0.02])], "xavier-variance-wrong": [np.array([0.0102, 0.0203])],
+                 "init-std-as-variance": [np.array([0.1, 0.14])]}
+    fitting = checker.lab06._fitting_variants(got, predicted)
+    assert list(fitting) == [("he-variance-wrong", "xavier-variance-wrong")]
+    check = ExerciseCheck("he_init", reference="the target variance")
+    with pytest.raises(CheckFailure) as failure:
+        check.compare("sample variance of the weights", got, np.array([0.02, 0.04]), variants=fitting)
+    assert failure.value.misconception is None, str(failure.value)
+    assert "`he-variance-wrong`" in str(failure.value) and "`xavier-variance-wrong`" in str(failure.value)
+    one = checker.lab06._fitting_variants(got, {k: v for k, v in predicted.items() if k != "xavier-variance-wrong"})
+    assert list(one) == ["he-variance-wrong"]
