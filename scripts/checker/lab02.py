@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck, charges_once
+from .exercise import ExerciseCheck, charges_once, outcome, score_parts
 from .student import Call, call_student, student_attr, unpack
 from .variants import exclusive
 
@@ -43,6 +43,11 @@ TABLE_TOL = Tolerance(atol=5e-7, rtol=0.0)
 
 #: Steps run per optimizer case (the issue asks for at least 50).
 N_STEPS = 60
+
+#: Grade-cell points of the checks that score each of their functions separately (partial credit per
+#: function: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the
+#: notebook's.
+POINTS = {"check_schedules": 2.0, "check_clip_value": 2.0, "check_finetune_schedules": 3.0}
 
 
 # ---------------------------------------------------------------------------
@@ -471,55 +476,67 @@ def _compare_schedule(check, quantity, fn, name, steps, expected, kwargs, closed
 
 def check_schedules(step_decay_lr, linear_warmup_lr, cosine_lr, base_lr=0.3, step_size=7, gamma=0.5,
                     warmup_steps=10, start_factor=0.1, total_steps=50, min_lr=0.01, table=True):
-    """Check the three basic schedules against torch's StepLR, LinearLR and CosineAnnealingLR.
+    """Check the three basic schedules against torch's StepLR, LinearLR and CosineAnnealingLR, each for
+    its own points.
 
     Every step from 0 to a few past the schedule's horizon is compared. With
     ``table``, the warmup and cosine rows of the reference table are checked too.
     """
     check = ExerciseCheck("learning-rate schedules", reference="torch.optim.lr_scheduler")
+    table_check = ExerciseCheck("learning-rate schedules", reference=TABLE_REFERENCE, tol=TABLE_TOL)
     lr_sched = torch.optim.lr_scheduler
 
-    steps = np.arange(5 * step_size + 3)
-    expected = _torch_lrs(lambda o: lr_sched.StepLR(o, step_size=step_size, gamma=gamma), base_lr, steps.size)
-    kwargs = dict(base_lr=base_lr, step_size=step_size, gamma=gamma)
-    _compare_schedule(check, "step_decay_lr", step_decay_lr, "step_decay_lr", steps, expected, kwargs,
-                      lambda t: _step_decay(t, base_lr, step_size, gamma), _describe(kwargs),
-                      reference="torch StepLR")
+    def step_decay_part():
+        steps = np.arange(5 * step_size + 3)
+        expected = _torch_lrs(lambda o: lr_sched.StepLR(o, step_size=step_size, gamma=gamma), base_lr, steps.size)
+        kwargs = dict(base_lr=base_lr, step_size=step_size, gamma=gamma)
+        _compare_schedule(check, "step_decay_lr", step_decay_lr, "step_decay_lr", steps, expected, kwargs,
+                          lambda t: _step_decay(t, base_lr, step_size, gamma), _describe(kwargs),
+                          reference="torch StepLR")
 
-    steps = np.arange(warmup_steps + 6)
-    expected = _torch_lrs(lambda o: lr_sched.LinearLR(o, start_factor=start_factor, end_factor=1.0,
-                                                      total_iters=warmup_steps), base_lr, steps.size)
-    kwargs = dict(peak_lr=base_lr, warmup_steps=warmup_steps, start_factor=start_factor)
-    _compare_schedule(check, "linear_warmup_lr", linear_warmup_lr, "linear_warmup_lr", steps, expected, kwargs,
-                      lambda t: _warmup(t, base_lr, warmup_steps, start_factor), _describe(kwargs),
-                      reference="torch LinearLR")
+    def warmup_part():
+        steps = np.arange(warmup_steps + 6)
+        expected = _torch_lrs(lambda o: lr_sched.LinearLR(o, start_factor=start_factor, end_factor=1.0,
+                                                          total_iters=warmup_steps), base_lr, steps.size)
+        kwargs = dict(peak_lr=base_lr, warmup_steps=warmup_steps, start_factor=start_factor)
+        _compare_schedule(check, "linear_warmup_lr", linear_warmup_lr, "linear_warmup_lr", steps, expected, kwargs,
+                          lambda t: _warmup(t, base_lr, warmup_steps, start_factor), _describe(kwargs),
+                          reference="torch LinearLR")
+        if table:
+            rows = [t for t in REFERENCE_TABLE if t <= TABLE_WARMUP]
+            kwargs = dict(peak_lr=TABLE_PEAK, warmup_steps=TABLE_WARMUP, start_factor=TABLE_START_FACTOR)
+            _compare_schedule(table_check, f"linear_warmup_lr at steps {rows}", linear_warmup_lr, "linear_warmup_lr",
+                              rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
+                              lambda t: _warmup(t, TABLE_PEAK, TABLE_WARMUP, TABLE_START_FACTOR), _describe(kwargs))
 
-    steps = np.arange(total_steps + 1)
-    expected = _torch_lrs(lambda o: lr_sched.CosineAnnealingLR(o, T_max=total_steps, eta_min=min_lr),
-                          base_lr, steps.size)
-    kwargs = dict(base_lr=base_lr, total_steps=total_steps, min_lr=min_lr)
-    # The horizon off by one too: a cosine over total_steps - 1 or total_steps + 1 steps.
-    _compare_schedule(check, "cosine_lr", cosine_lr, "cosine_lr", steps, expected, kwargs,
-                      lambda t: _cosine(t, base_lr, total_steps, min_lr), _describe(kwargs),
-                      reference="torch CosineAnnealingLR",
-                      extra_variants={"schedule-off-by-one": [
-                          np.array([_cosine(t, base_lr, total_steps + d, min_lr) for t in steps])
-                          for d in (-1, 1) if total_steps + d > 0]})
+    def cosine_part():
+        steps = np.arange(total_steps + 1)
+        expected = _torch_lrs(lambda o: lr_sched.CosineAnnealingLR(o, T_max=total_steps, eta_min=min_lr),
+                              base_lr, steps.size)
+        kwargs = dict(base_lr=base_lr, total_steps=total_steps, min_lr=min_lr)
+        # The horizon off by one too: a cosine over total_steps - 1 or total_steps + 1 steps.
+        _compare_schedule(check, "cosine_lr", cosine_lr, "cosine_lr", steps, expected, kwargs,
+                          lambda t: _cosine(t, base_lr, total_steps, min_lr), _describe(kwargs),
+                          reference="torch CosineAnnealingLR",
+                          extra_variants={"schedule-off-by-one": [
+                              np.array([_cosine(t, base_lr, total_steps + d, min_lr) for t in steps])
+                              for d in (-1, 1) if total_steps + d > 0]})
+        if table:
+            rows = [t for t in REFERENCE_TABLE if t > TABLE_WARMUP]
+            kwargs = dict(base_lr=TABLE_PEAK, total_steps=TABLE_TOTAL, min_lr=0.0)
+            _compare_schedule(table_check, f"cosine_lr at steps {rows}", cosine_lr, "cosine_lr",
+                              rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
+                              lambda t: _cosine(t, TABLE_PEAK, TABLE_TOTAL, 0.0), _describe(kwargs))
 
-    check.passed()
-    if table:
-        check = ExerciseCheck("learning-rate schedules", reference=TABLE_REFERENCE, tol=TABLE_TOL)
-        rows = [t for t in REFERENCE_TABLE if t <= TABLE_WARMUP]
-        kwargs = dict(peak_lr=TABLE_PEAK, warmup_steps=TABLE_WARMUP, start_factor=TABLE_START_FACTOR)
-        _compare_schedule(check, f"linear_warmup_lr at steps {rows}", linear_warmup_lr, "linear_warmup_lr",
-                          rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
-                          lambda t: _warmup(t, TABLE_PEAK, TABLE_WARMUP, TABLE_START_FACTOR), _describe(kwargs))
-        rows = [t for t in REFERENCE_TABLE if t > TABLE_WARMUP]
-        kwargs = dict(base_lr=TABLE_PEAK, total_steps=TABLE_TOTAL, min_lr=0.0)
-        _compare_schedule(check, f"cosine_lr at steps {rows}", cosine_lr, "cosine_lr",
-                          rows, [REFERENCE_TABLE[t] for t in rows], kwargs,
-                          lambda t: _cosine(t, TABLE_PEAK, TABLE_TOTAL, 0.0), _describe(kwargs))
+    outcomes = {"step_decay_lr": outcome(step_decay_part), "linear_warmup_lr": outcome(warmup_part),
+                "cosine_lr": outcome(cosine_part)}
+
+    def summary():
         check.passed()
+        if table:
+            table_check.passed()
+
+    return score_parts(POINTS["check_schedules"], outcomes, summary, "check_schedules")
 
 
 def _linear_warmup_lr(step, peak_lr, warmup_steps, start_factor=0.01):
@@ -657,7 +674,7 @@ def check_finetune_schedules(warmup_linear_decay_lr, multistep_lr, scaled_lr, pe
                              total_steps=27, milestones=(5, 11, 19), gamma=0.3,
                              batch_cases=((0.1, 256, 768), (0.3, 64, 24), (0.05, 96, 96))):
     """Check the fine-tuning recipe against ``LambdaLR``, ``MultiStepLR`` against torch's, and the linear
-    scaling rule ``lr * batch_size / base_batch_size``.
+    scaling rule ``lr * batch_size / base_batch_size``, each function for its own points.
 
     The schedules run a few steps past ``total_steps`` (the decay must stay at 0) and ``milestones`` holds a
     step equal to ``warmup_steps - 1`` or others in range, so a milestone falls exactly on a step.
@@ -669,37 +686,47 @@ def check_finetune_schedules(warmup_linear_decay_lr, multistep_lr, scaled_lr, pe
     def lam(t):  # the fine-tuning recipe, as Hugging Face's get_linear_schedule_with_warmup writes it
         return t / warmup_steps if t < warmup_steps else max(0.0, (total_steps - t) / (total_steps - warmup_steps))
 
-    expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lam), peak_lr, n)
-    kwargs = dict(peak_lr=peak_lr, warmup_steps=warmup_steps, total_steps=total_steps)
-    _compare_schedule(check, "learning rate (warmup then linear decay)", warmup_linear_decay_lr,
-                      "warmup_linear_decay_lr", steps, expected, kwargs,
-                      lambda t: _warmup_linear_decay(t, peak_lr, warmup_steps, total_steps),
-                      f"peak_lr={peak_lr}, warmup_steps={warmup_steps}, total_steps={total_steps}, steps 0..{n - 1}",
-                      reference="torch LambdaLR",
-                      extra_variants={"linear-decay-over-total": np.array(
-                          [_warmup_linear_decay(t, peak_lr, warmup_steps, total_steps, horizon=total_steps)
-                           for t in steps])})
-    expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma), peak_lr, n)
-    kwargs = dict(base_lr=peak_lr, milestones=list(milestones), gamma=gamma)
-    _compare_schedule(check, "learning rate (MultiStepLR)", multistep_lr, "multistep_lr", steps, expected, kwargs,
-                      lambda t: _multistep(t, peak_lr, milestones, gamma),
-                      f"base_lr={peak_lr}, milestones={list(milestones)}, gamma={gamma}, steps 0..{n - 1}",
-                      reference="torch MultiStepLR")
-    # Batch ratios of 4 or 1/4 are avoided: there the square-root rule gives half (or twice) the linear
-    # one, and the mistake could not be told from a factor of two.
-    for base_lr, base_batch, batch in batch_cases:
-        call = call_student(scaled_lr, "scaled_lr", base_lr=base_lr, base_batch_size=base_batch, batch_size=batch)
-        got = _scalar(call.result)
-        if got is None:
-            raise CheckFailure(f"scaled_lr must return a float; it returned a {describe_type(call.result)}.",
-                               "wrong-return-type")
-        want = base_lr * batch / base_batch
-        check.compare("scaled learning rate", got, want, call, require_float64=False,
-                      case=f"base_lr={base_lr}, base_batch_size={base_batch}, batch_size={batch}",
-                      reference="the linear scaling rule", variants=exclusive(
-                          {"lr-scaling-sqrt": base_lr * np.sqrt(batch / base_batch)}, want))
-        check.cases += 1
-    return check.passed()
+    def decay_part():
+        expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lam), peak_lr, n)
+        kwargs = dict(peak_lr=peak_lr, warmup_steps=warmup_steps, total_steps=total_steps)
+        _compare_schedule(check, "learning rate (warmup then linear decay)", warmup_linear_decay_lr,
+                          "warmup_linear_decay_lr", steps, expected, kwargs,
+                          lambda t: _warmup_linear_decay(t, peak_lr, warmup_steps, total_steps),
+                          f"peak_lr={peak_lr}, warmup_steps={warmup_steps}, total_steps={total_steps}, "
+                          f"steps 0..{n - 1}", reference="torch LambdaLR",
+                          extra_variants={"linear-decay-over-total": np.array(
+                              [_warmup_linear_decay(t, peak_lr, warmup_steps, total_steps, horizon=total_steps)
+                               for t in steps])})
+
+    def multistep_part():
+        expected = _torch_lrs(lambda opt: torch.optim.lr_scheduler.MultiStepLR(opt, list(milestones), gamma),
+                              peak_lr, n)
+        kwargs = dict(base_lr=peak_lr, milestones=list(milestones), gamma=gamma)
+        _compare_schedule(check, "learning rate (MultiStepLR)", multistep_lr, "multistep_lr", steps, expected,
+                          kwargs, lambda t: _multistep(t, peak_lr, milestones, gamma),
+                          f"base_lr={peak_lr}, milestones={list(milestones)}, gamma={gamma}, steps 0..{n - 1}",
+                          reference="torch MultiStepLR")
+
+    def scaling_part():
+        # Batch ratios of 4 or 1/4 are avoided: there the square-root rule gives half (or twice) the linear
+        # one, and the mistake could not be told from a factor of two.
+        for base_lr, base_batch, batch in batch_cases:
+            call = call_student(scaled_lr, "scaled_lr", base_lr=base_lr, base_batch_size=base_batch,
+                                batch_size=batch)
+            got = _scalar(call.result)
+            if got is None:
+                raise CheckFailure(f"scaled_lr must return a float; it returned a {describe_type(call.result)}.",
+                                   "wrong-return-type")
+            want = base_lr * batch / base_batch
+            check.compare("scaled learning rate", got, want, call, require_float64=False,
+                          case=f"base_lr={base_lr}, base_batch_size={base_batch}, batch_size={batch}",
+                          reference="the linear scaling rule", variants=exclusive(
+                              {"lr-scaling-sqrt": base_lr * np.sqrt(batch / base_batch)}, want))
+            check.cases += 1
+
+    outcomes = {"warmup_linear_decay_lr": outcome(decay_part), "multistep_lr": outcome(multistep_part),
+                "scaled_lr": outcome(scaling_part)}
+    return score_parts(POINTS["check_finetune_schedules"], outcomes, check.passed, "check_finetune_schedules")
 
 
 # ---------------------------------------------------------------------------
@@ -723,10 +750,12 @@ def _angle_degrees(a: torch.Tensor, b: torch.Tensor) -> float:
 def check_clip_value(clip_grad_value, direction_change, seed=0, shapes=_VALUE_SHAPES, cases=_VALUE_CASES):
     """Check ``clip_grad_value(grads, clip_value) -> list`` against ``torch.nn.utils.clip_grad_value_`` and
     ``direction_change(grads, clipped) -> degrees`` against a float64 torch angle, for clipping by value and
-    by global norm (``clip_grad_norm_``). Some entries sit exactly at ``±clip_value``.
+    by global norm (``clip_grad_norm_``). Some entries sit exactly at ``±clip_value``. Each function earns
+    its own points.
     """
     check = ExerciseCheck("clip_grad_value / direction_change", reference="torch clip_grad_value_ / clip_grad_norm_",
                           tol=ANGLE_TOL)  # the loosest of the two: the clipped arrays are compared exactly
+    prepared = []
     for j, (scale, clip_value, max_norm) in enumerate(cases):
         rng = np.random.default_rng(seed + 20 + j)
         grads = [scale * rng.normal(size=s) for s in shapes]
@@ -741,26 +770,36 @@ def check_clip_value(clip_grad_value, direction_change, seed=0, shapes=_VALUE_SH
         torch.nn.utils.clip_grad_norm_(norm_leaves, max_norm)
         by_norm = [leaf.grad.numpy().copy() for leaf in norm_leaves]
         where = f"case {j + 1}: shapes {list(shapes)}, clip_value={clip_value}, max_norm={max_norm:.6g}"
+        prepared.append((grads, clip_value, flat, by_value, by_norm, where))
 
-        call = call_student(clip_grad_value, "clip_grad_value", grads=grads, clip_value=clip_value)
-        got = call.result
-        if not isinstance(got, (list, tuple)) or len(got) != len(grads):
-            raise CheckFailure(f"clip_grad_value must return a list of {len(grads)} arrays; it returned a "
-                               f"{describe_type(got)}.", "wrong-return-type")
-        for i, want in enumerate(by_value):
-            check.compare(f"clip_grad_value(...)[{i}]", got[i], want, call, case=where, tol=EXACT_CLIP_TOL,
-                          variants=exclusive({"clip-value-one-sided": np.minimum(grads[i], clip_value)}, want))
-        for label, clipped in (("by value", by_value), ("by global norm", by_norm)):
-            want = _angle_degrees(flat, torch.tensor(np.concatenate([c.ravel() for c in clipped]), dtype=DT))
-            call = call_student(direction_change, "direction_change", grads=grads, clipped=clipped)
-            value = _scalar(call.result)
-            if value is None:
-                raise CheckFailure(f"direction_change must return a float (degrees); it returned a "
-                                   f"{describe_type(call.result)}.", "wrong-return-type")
-            check.compare(f"direction change {label} (degrees)", value, want, call, case=where, tol=ANGLE_TOL,
-                          require_float64=False, variants=exclusive({"angle-in-radians": np.deg2rad(want)}, want))
-        check.cases += 1
-    return check.passed()
+    def clip_part():
+        for grads, clip_value, _, by_value, _, where in prepared:
+            call = call_student(clip_grad_value, "clip_grad_value", grads=grads, clip_value=clip_value)
+            got = call.result
+            if not isinstance(got, (list, tuple)) or len(got) != len(grads):
+                raise CheckFailure(f"clip_grad_value must return a list of {len(grads)} arrays; it returned a "
+                                   f"{describe_type(got)}.", "wrong-return-type")
+            for i, want in enumerate(by_value):
+                check.compare(f"clip_grad_value(...)[{i}]", got[i], want, call, case=where, tol=EXACT_CLIP_TOL,
+                              variants=exclusive({"clip-value-one-sided": np.minimum(grads[i], clip_value)}, want))
+
+    # direction_change gets torch's clipped gradients, not the student's: the two are scored apart.
+    def angle_part():
+        for grads, _, flat, by_value, by_norm, where in prepared:
+            for label, clipped in (("by value", by_value), ("by global norm", by_norm)):
+                want = _angle_degrees(flat, torch.tensor(np.concatenate([c.ravel() for c in clipped]), dtype=DT))
+                call = call_student(direction_change, "direction_change", grads=grads, clipped=clipped)
+                value = _scalar(call.result)
+                if value is None:
+                    raise CheckFailure(f"direction_change must return a float (degrees); it returned a "
+                                       f"{describe_type(call.result)}.", "wrong-return-type")
+                check.compare(f"direction change {label} (degrees)", value, want, call, case=where, tol=ANGLE_TOL,
+                              require_float64=False,
+                              variants=exclusive({"angle-in-radians": np.deg2rad(want)}, want))
+
+    outcomes = {"clip_grad_value": outcome(clip_part), "direction_change": outcome(angle_part)}
+    check.cases = len(prepared)
+    return score_parts(POINTS["check_clip_value"], outcomes, check.passed, "check_clip_value")
 
 
 #: Clipping by value only copies or replaces entries: exact.

@@ -85,9 +85,9 @@ def test_every_call_of_the_cell_counts():
 
 def test_partial_credit_points_equal_the_grade_cells_points():
     """A check of several functions returns points: they must be its grade cell's points."""
-    from checker import lab01, lab04, lab05, lab06, lab07
+    from checker import lab01, lab02, lab04, lab05, lab06, lab07
 
-    modules = {"01_backprop": lab01, "04_svd_lora": lab04, "05_probability": lab05,
+    modules = {"01_backprop": lab01, "02_optimizers": lab02, "04_svd_lora": lab04, "05_probability": lab05,
                "06_training_dynamics": lab06, "07_normalization_regularization": lab07}
     declared = {(lab, name): points for lab, module in modules.items() for name, points in module.POINTS.items()}
     for (lab, check), points in declared.items():
