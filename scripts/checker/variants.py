@@ -19,7 +19,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from .catalogue import _close
+from .catalogue import _DETECT_ATOL, _DETECT_RTOL
 
 #: (names, value) of every value :func:`exclusive` found predicted by several names, for the
 #: distinguishability tests (the value is kept under the tuple of names, never under one name).
@@ -57,17 +57,41 @@ def exclusive(variants: Mapping[object, object], expected) -> Optional[dict]:
     """
     expected = np.asarray(expected, dtype=np.float64)
     flat = [(names_of(key), v) for key, value in variants.items() for v in _values(value)]
+    close = _closeness([v for _, v in flat] + [expected])  # the last row and column: the right answer
     kept: dict[object, list] = {}
-    for names, v in flat:
-        if _close(v, expected):
+    kept_at: dict[object, list[int]] = {}
+    for i, (names, v) in enumerate(flat):
+        if close[i, -1]:
             continue  # this mistake gives the right answer here: nothing to name
-        sharing = sorted({n for others, w in flat if _close(v, w) or _close(w, v) for n in others} | set(names))
+        sharing = sorted({n for j, (others, _) in enumerate(flat) if close[i, j] or close[j, i] for n in others}
+                         | set(names))
         if len(sharing) == 1:
             kept.setdefault(sharing[0], []).append(v)
             continue
         key = tuple(sharing)
-        if any(_close(v, w) for w in kept.get(key, [])):
+        if any(close[i, j] for j in kept_at.get(key, [])):
             continue  # the same shared value, seen from another of its names
         DROPPED.append((key, repr(np.round(v, 6).tolist())))
         kept.setdefault(key, []).append(v)
+        kept_at.setdefault(key, []).append(i)
     return kept or None
+
+
+def _closeness(values: list[np.ndarray]) -> np.ndarray:
+    """close[i, j] = ``_close(values[i], values[j])`` for every pair, one numpy pass per value.
+
+    :func:`exclusive` runs on every comparison a check makes (an optimizer check: every
+    parameter after every step), so the pairwise test must not cost one call per pair.
+    """
+    n = len(values)
+    close = np.zeros((n, n), dtype=bool)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, v in enumerate(values):
+        if np.all(np.isfinite(v)):  # a value with inf or NaN is close to nothing
+            by_shape.setdefault(v.shape, []).append(i)
+    for idx in by_shape.values():
+        stacked = np.stack([values[j].reshape(-1) for j in idx])   # (m, size)
+        bound = _DETECT_ATOL + _DETECT_RTOL * np.abs(stacked)       # tolerance of each as the reference
+        for row, i in enumerate(idx):
+            close[i, idx] = np.all(np.abs(stacked[row] - stacked) <= bound, axis=1)
+    return close
