@@ -1,9 +1,18 @@
 """Shared pytest setup: tests/fixtures importable as `fixtures`; xdist groups that hold under pytest 9."""
 
+import os
 import sys
 from pathlib import Path
 
-import pytest
+# Before numpy or torch load anywhere: the suite runs one process per core (xdist workers, and the
+# kernels, graders and sandboxes they start), so each gets one BLAS/OpenMP thread. With two threads
+# each on a busy 2-core machine, numpy's small matrix products ran 10-80x slower once torch was
+# imported (OpenBLAS's and torch's OpenMP threads spin against each other): lab 06's init check
+# took 3.5 s instead of 0.5 s. Set here, the variables reach every process the suite starts.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
+import pytest  # noqa: E402
 
 try:
     from _pytest.nodeid import coerce_node_id  # pytest 9: a node's id is structured

@@ -52,14 +52,29 @@ def _die_with_parent() -> None:
         os._exit(1)
 
 
-def _init_worker(labs: list[str]) -> None:
+def _init_worker(labs: list[str], threads: int = 1) -> None:
     global _POOL
     _die_with_parent()
+    _limit_threads(threads)
     _POOL = default_pool()
     os.environ.setdefault("MPLBACKEND", "Agg")
     for lab in labs:
         _LABS[lab] = TrustedLab.load(lab)
         _LABS[lab].globals()
+
+
+def _limit_threads(threads: int) -> None:
+    """Give this worker's numpy and torch ``threads`` threads: the workers already share the cores.
+
+    A check's own numpy and torch work (references, mean-field predictions) ran up to 10x slower
+    with every worker's BLAS and OpenMP threads competing for the same cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads)
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def _grade_one(student: str, lab: str, path: str, isolation: Isolation | None, limits: Limits) -> dict:
@@ -194,7 +209,8 @@ def main(argv=None) -> int:
         pool = None
         if jobs:
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(labs_used,))
+                                       initializer=_init_worker,
+                                       initargs=(labs_used, max(1, (os.cpu_count() or 1) // workers)))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error, queued notebooks go
         return _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
                                  started)
