@@ -38,3 +38,27 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     workers = workers_file.read_text().split()
     assert len(workers) == 8 and len(set(workers)) == 1, workers
+
+
+def test_every_process_of_the_suite_runs_numpy_and_torch_on_one_thread():
+    """The suite runs a process per core; a second BLAS/OpenMP thread each made small products 10-80x slower."""
+    import numpy  # noqa: F401  (loaded, so threadpoolctl sees its BLAS)
+    import torch
+    from threadpoolctl import threadpool_info
+
+    pools = {info["internal_api"]: info["num_threads"] for info in threadpool_info()}
+    assert pools.get("openblas", pools.get("mkl")) == 1, pools
+    assert torch.get_num_threads() == 1
+
+
+def test_make_grade_workers_share_the_cores_instead_of_oversubscribing_them():
+    """Each of make grade's workers limits its own numpy and torch to its share of the cores."""
+    code = ("import numpy, torch\n"
+            "from threadpoolctl import threadpool_info\n"
+            "from coursetools.grading.cli import _limit_threads\n"
+            "_limit_threads(1)\n"
+            "print(sorted({i['num_threads'] for i in threadpool_info()}), torch.get_num_threads())\n")
+    env = {k: v for k, v in __import__("os").environ.items() if not k.endswith("_NUM_THREADS")}
+    env["PYTHONPATH"] = str(Path(__file__).parents[1] / "scripts")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["[1]", "1"], out.stdout + out.stderr
