@@ -11,6 +11,7 @@ import contextlib
 import contextvars
 import copy
 import os
+import sys
 import traceback
 import types
 import warnings
@@ -106,13 +107,42 @@ def _substituted(fn, references: dict):
                 namespace[name] = value
 
 
+#: Code that is not the student's: the course's modules (scripts/, the checker among them) and the
+#: Python installation (numpy, scipy, the standard library). A traceback names the student's own line.
+_NOT_STUDENT = tuple(dict.fromkeys(os.path.join(os.path.abspath(d), "") for d in (
+    os.path.dirname(_CHECKER_DIR), sys.prefix, sys.base_prefix, sys.exec_prefix)))
+
+
+def _is_students(filename: str) -> bool:
+    return not (filename.startswith("<frozen") or os.path.abspath(filename).startswith(_NOT_STUDENT))
+
+
+def _cell_label(filename: str) -> str:
+    """How the student knows the code block: IPython's ``In[5]`` for a notebook cell, else its name."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        label = shell.compile.format_code_name(filename) if shell is not None else None
+    except Exception:  # no IPython, or one without cell names: the file name will do
+        label = None
+    return label[1] if label else os.path.basename(filename)
+
+
 def _where(exc: BaseException) -> str:
-    """' (line N: source)' of the innermost frame outside the checker, if any."""
+    """' (in <cell>, line N: source)' of the innermost frame of the student's own code, if any.
+
+    Frames of numpy, scipy or the course's modules that the student's line called are skipped:
+    the line to fix is the student's (the sandbox reports ``make grade``'s the same way).
+    """
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not os.path.abspath(f.filename).startswith(_CHECKER_DIR)]
-    if not frames or not frames[-1].line:
+    own = [f for f in frames if _is_students(f.filename)]
+    if not (own or frames):
         return ""
-    return f" (line {frames[-1].lineno}: {frames[-1].line.strip()})"
+    f = (own or frames)[-1]
+    source = f": {f.line.strip()}" if f.line else ""
+    return f" (in {_cell_label(f.filename)}, line {f.lineno}{source})"
 
 
 def call_student(fn, name: str, **inputs) -> Call:
