@@ -13,6 +13,7 @@ import pytest
 
 from coursetools.grading import cli
 from coursetools.paths import lab_ids
+from fixtures.alternatives import ALTERNATIVES
 from fixtures.cascades import CASCADES, PARTIAL_CHECK, PARTIAL_LAB, PARTS, RELU_AT_ZERO
 from fixtures.mistakes import MISTAKES
 from fixtures.notebooks import group_mistakes, representatives, run_checks, solution_sources, submission
@@ -35,6 +36,8 @@ def class_results(tmp_path_factory):
             students["cascade"] = [CASCADES[lab].mistake]
         if lab == PARTIAL_LAB:
             students["partial"] = [RELU_AT_ZERO]
+        if ALTERNATIVES.get(lab):  # correct work written another way (issue 17 item 6): full marks
+            students["alternatives"] = ALTERNATIVES[lab]
         for student, group in students.items():
             # Whole notebooks for the solution and the stub; the mistake fixtures without the lab's
             # demonstration cells (no check reads them; the solution's run covers them).
@@ -75,6 +78,18 @@ def test_grader_and_in_process_checks_agree_on_every_cell(class_results, lab):
             else:
                 assert float(r["score"]) == 0, r
             assert r["misconception"] == want, r
+
+
+@pytest.mark.parametrize("lab", [lab for lab in LABS if ALTERNATIVES.get(lab)])
+def test_correct_work_written_another_way_scores_full_marks(class_results, lab):
+    """Every exercise done another valid way (library routes, loops, other formulas: one
+    notebook per lab, tests/fixtures/alternatives.py) scores full marks under make grade."""
+    _, rows, totals, _ = class_results
+    total = totals[("alternatives", lab)]
+    assert total["status"] == "graded" and float(total["score"]) == float(total["max_score"]) > 0, total
+    lost = [r for r in rows if r["student"] == "alternatives" and r["lab"] == lab
+            and float(r["score"]) != float(r["max_score"])]
+    assert not lost, lost
 
 
 @pytest.mark.parametrize("lab", [lab for lab in LABS if lab in CASCADES])
