@@ -62,13 +62,16 @@ def graded(tmp_path_factory):
     submitted, out = base / "submitted", base / "out"
     _write(submitted / "alice" / LAB / f"{LAB}.ipynb", submission(LAB))
     _write(submitted / "bob" / LAB / f"{LAB}.ipynb", submission(LAB, solved=False))
-    baseline = submission(LAB)  # the attacks' wrong code, without any attack
+    # The attacks, their baseline and the borrows leave out the lab's demonstration cells (a training
+    # run and plots, about 0.9 s a notebook): each one is in an exercise cell, and alice's whole
+    # notebook covers the demonstrations.
+    baseline = submission(LAB, demos=False)  # the attacks' wrong code, without any attack
     for cell in baseline.cells:
         if nbgrader_meta(cell).get("grade_id") == TARGET_CELL:
             cell.source = WRONG_LINEAR
     _write(submitted / "baseline" / LAB / f"{LAB}.ipynb", baseline)
     for attack in ATTACKS:
-        nb = submission(LAB)
+        nb = submission(LAB, demos=False)
         code = attack.code.format(root=ROOT, submitted=submitted, out=out)
         for cell in nb.cells:
             if nbgrader_meta(cell).get("grade_id") == TARGET_CELL:
@@ -77,7 +80,7 @@ def graded(tmp_path_factory):
             nb = _edited_grade_cells(nb)
         _write(submitted / attack.name / LAB / f"{LAB}.ipynb", nb)
     for borrow in BORROWS + [CALLBACK_LOOP]:
-        nb = submission(LAB)
+        nb = submission(LAB, demos=False)
         for cell in nb.cells:
             if nbgrader_meta(cell).get("grade_id") == borrow.cell:
                 cell.source = borrow.code.format(root=ROOT)
