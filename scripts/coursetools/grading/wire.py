@@ -1,7 +1,8 @@
 """Values across the sandbox boundary: JSON for structure, npz (no pickle) for arrays.
 
 Only plain data crosses: None, bool, int, float, str, lists, tuples, dicts with
-string keys, plain numpy arrays of numeric or bool dtype, and numpy scalars.
+string keys, plain numpy arrays of numeric or bool dtype, and numpy scalars (a
+subclass of list, tuple or dict crosses as the plain container).
 Anything else stays in the process that owns it and crosses as an opaque
 ``{"__handle__": id, "type": name}`` reference.
 """
@@ -54,6 +55,14 @@ def encode(value: Any, to_handle: Callable[[Any], dict] | None = None):
             return {"__array__": len(arrays) - 1}
         if t.__module__ == "numpy" and isinstance(v, (np.floating, np.integer, np.bool_)):
             return {"__npscalar__": str(v.dtype), "value": v.item()}
+        # A namedtuple, an OrderedDict or a defaultdict crosses as the plain container, read with the
+        # base type's own methods: a check in the notebook accepts them, so the grader must see them too.
+        if t is not tuple and issubclass(t, tuple):
+            v, t = tuple(tuple.__iter__(v)), tuple
+        elif t is not list and issubclass(t, list):
+            v, t = list(list.__iter__(v)), list
+        elif t is not dict and issubclass(t, dict) and all(type(k) is str for k in dict.keys(v)):
+            v, t = dict(dict.items(v)), dict
         if t is list:
             return {"__list__": [enc(x, depth + 1) for x in v]}
         if t is tuple:
