@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import re
 
 import numpy as np
 import pytest
@@ -70,7 +69,7 @@ def test_in_an_ipython_cell_the_message_names_the_cell_as_ipython_does():
 
 
 def test_make_grade_names_the_students_cell_and_line(tmp_path):
-    """The sandbox's report (sandbox_main.where): the same cell and line, for both cases."""
+    """The sandbox's report (sandbox_main.where): the same cell, line and source, for both cases."""
     from coursetools.grading.trusted import TrustedLab
     from coursetools.grading.verdict import grade_submission
 
@@ -82,5 +81,17 @@ def test_make_grade_names_the_students_cell_and_line(tmp_path):
         [verdict] = grade_submission(only_mse, "ann", sources, workdir=tmp_path).verdicts
         line = _line_of(sources["ex4_mse"], text)
         assert not verdict.passed and verdict.misconception == "raised-exception", verdict
-        assert re.search(rf"mse_loss_and_grad raised {re.escape(error)} \(in ex4_mse, line {line}\b", verdict.message), \
-            verdict.message
+        assert f"mse_loss_and_grad raised {error} (in ex4_mse, line {line}: {text})" in verdict.message, verdict.message
+
+
+def test_a_cells_own_source_is_there_in_the_sandbox_as_in_a_notebook(tmp_path):
+    """The sandbox keeps each cell's source as IPython does: inspect.getsource (and so
+    torch.jit.script) works on the student's function, and a cell's error quotes its line."""
+    from coursetools.grading.sandbox import Limits, Sandbox
+
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=60), workdir=tmp_path) as sandbox:
+        reply, _ = sandbox.request({"op": "exec", "cell": "ex_source", "source": (
+            "import inspect\ndef twice(x):\n    return 2 * x\nprint(inspect.getsource(twice).splitlines()[1])\n")})
+        assert reply["ok"] and "return 2 * x" in reply["output"], reply
+        reply, _ = sandbox.request({"op": "exec", "cell": "ex_error", "source": "x = 1\ny = x / 0\n"})
+    assert reply["error"] == "ZeroDivisionError: division by zero (in ex_error, line 2: y = x / 0)", reply

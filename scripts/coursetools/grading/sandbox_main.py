@@ -139,8 +139,12 @@ class Runner:
         old = sys.stdout, sys.stderr
         sys.stdout = sys.stderr = out
         error = None
+        filename = f"{CELL_PREFIX}{msg['cell']}>"
+        # The cell's own source, kept as IPython keeps it: a traceback quotes the student's line, and
+        # inspect.getsource or torch.jit.script work as in the notebook (only the student's code).
+        linecache.cache[filename] = (len(msg["source"]), None, msg["source"].splitlines(True), filename)
         try:
-            exec(compile(msg["source"], f"{CELL_PREFIX}{msg['cell']}>", "exec"), self.ns)
+            exec(compile(msg["source"], filename, "exec"), self.ns)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included: the cell failed
             error = f"{type(exc).__name__}: {self.explain(exc)}{where(exc)}"
         finally:
@@ -245,7 +249,8 @@ def where(exc: BaseException) -> str:
     if not frames:
         return ""
     f = frames[-1]
-    return f" (in {f.filename[len(CELL_PREFIX):-1]}, line {f.lineno})"
+    source = f": {f.line.strip()}" if f.line else ""
+    return f" (in {f.filename[len(CELL_PREFIX):-1]}, line {f.lineno}{source})"
 
 
 def harden(config: dict) -> dict:
