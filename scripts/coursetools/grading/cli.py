@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..paths import ROOT, lab_ids, lab_notebook
-from . import export, report
+from . import executors, export, report
 from .intake import Submission, discover, pattern_problem, read_notebook, student_cells
 from .isolation import Isolation, machine_isolation
 from .sandbox import Limits, Sandbox, SandboxKilled
@@ -155,6 +155,7 @@ def parse_args(argv):
     p.add_argument("--memory-gb", type=float, default=3.0, help="memory limit per sandbox (default 3)")
     p.add_argument("--export", action="append", choices=export.SYSTEMS, default=[],
                    help="also write a gradebook file and feedback_upload/ for this LMS (repeatable)")
+    executors.add_arguments(p)  # --executor local|dask, --scheduler, --slurm, --only-new, --require-isolation
     return p.parse_args(argv)
 
 
@@ -169,6 +170,9 @@ def main(argv=None) -> int:
         return 2
     if args.workers < 1:
         print("make grade: --workers must be at least 1", file=sys.stderr)
+        return 2
+    if executors.argument_problem(args):
+        print(f"make grade: {executors.argument_problem(args)}", file=sys.stderr)
         return 2
     if args.pattern is not None and pattern_problem(args.pattern):
         print(f"make grade: --pattern {args.pattern!r} {pattern_problem(args.pattern)}", file=sys.stderr)
@@ -197,6 +201,9 @@ def main(argv=None) -> int:
         print(f"make grade: a sandbox cannot start on this machine ({exc}); nothing was graded", file=sys.stderr)
         return 1
     print("isolation of each submission on this machine:\n" + describe_layers(isolation, layers), file=sys.stderr)
+    if executors.isolation_problem(args, layers):
+        print(f"make grade: {executors.isolation_problem(args, layers)}; nothing was graded", file=sys.stderr)
+        return 1
 
     from .nbgrader_bridge import NbgraderCourse
 
@@ -204,14 +211,15 @@ def main(argv=None) -> int:
     workers = max(1, min(args.workers, len(jobs)))
     with contextlib.ExitStack() as stack:
         # Spawned, not forked: a parent that has imported torch has threads, and a fork of a threaded
-        # process can deadlock (a grading run hung with both workers idle). The same workers write
-        # the feedback pages afterwards.
+        # process can deadlock (a grading run hung with both workers idle).
         pool = None
-        if jobs:
+        if jobs and args.executor == "local":
             pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                        initializer=_init_worker,
                                        initargs=(labs_used, max(1, (os.cpu_count() or 1) // workers)))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error, queued notebooks go
+        # The local pool or Dask workers, behind the journal in OUT (executors.py).
+        pool = executors.runner(args, out, stack, pool, workers, labs_used, isolation, limits)
         return _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
                                  started)
 
@@ -221,10 +229,16 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
     from .nbgrader_bridge import graded_notebook
 
     results: list[dict] = []
-    futures = [pool.submit(_grade_one, s.student, s.lab, str(s.path), isolation, limits) for s in jobs] if pool else []
     course.prepare(labs_used)  # nbgrader's assignments, while the workers grade
-    for fut in tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook"):
-        results.append(fut.result())
+    recording_overlapped = 0.0
+    for r in tqdm(pool.results(jobs), total=len(jobs), desc="grading", unit="notebook"):
+        results.append(r)
+        if r.get("status") == "graded":
+            # Into nbgrader's gradebook now, while the workers grade the rest, not all at the end.
+            recording_started = time.perf_counter()
+            course.record(r["student"], r["lab"], graded_notebook(lab_notebook(r["lab"]), r["solutions"]),
+                          {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"]})
+            recording_overlapped += time.perf_counter() - recording_started
     graded_seconds = time.perf_counter() - started
     recording_started = time.perf_counter()
     # A rerun: what is no longer submitted, or no longer gradable, keeps no old grade or feedback in OUT.
@@ -243,10 +257,6 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
         else:
             by_lab.setdefault(r["lab"], []).append(r)
     for lab, lab_results in sorted(by_lab.items()):
-        for r in lab_results:
-            nb = graded_notebook(lab_notebook(lab), r["solutions"])
-            course.add(r["student"], lab, nb, {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"]})
-        course.autograde(lab, feedback_pool=pool, chunks=workers)
         recorded = course.scores(lab)
         for r in sorted(lab_results, key=lambda x: x["student"]):
             book = recorded.get(r["student"], {})
@@ -262,12 +272,17 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
                          "max_score": sum(v["max_points"] for v in r["verdicts"]), "status": status,
                          "reason": reason})
     rows.sort(key=lambda r: (r["student"], r["lab"]))
-    recorded_seconds = time.perf_counter() - recording_started
-    summary = report.summarise(rows, question_rows)
+    recorded_tail = time.perf_counter() - recording_started
+    recorded_seconds = recording_overlapped + recorded_tail
+    # A regrade into an existing OUT: who gained or lost points since the last run (its results.json).
+    summary = report.summarise(rows, question_rows, previous=report.read_previous(out))
     print(report.terminal(summary))  # first: if OUT fails now (a full disk), the grades were still shown
     try:
+        report.keep_previous(out)  # the last run's files move to OUT/previous/
         report.write_csvs(out, rows, question_rows)
-        report.write_html(out, rows, summary)
+        report.write_results(out, rows, question_rows)
+        report.write_html(out, rows, summary, question_rows)
+        pool.finish(out, results)  # the journal's run is complete; report.html shows the workers' isolation
         if args.export:  # after grades.csv: the exports hold the same rows, in an LMS's layout
             ids = export.identities(args.submitted.resolve(), found)
             points = {lab: export.lab_points(lab_notebook(lab)) for lab in labs}
@@ -279,10 +294,10 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
     total = time.perf_counter() - started
     LAST_RUN.clear()
     LAST_RUN.update(phase_seconds(results), notebooks=len(jobs), total=total, grading=graded_seconds,
-                    recording=recorded_seconds)
+                    recording=recorded_seconds, recording_after=recorded_tail)
     print(f"\n{len(jobs)} notebook(s) in {total:.1f} s ({graded_seconds:.1f} s grading in sandboxes, "
-          f"{recorded_seconds:.1f} s recording in nbgrader's gradebook; "
-          f"{len(jobs) / max(total, 1e-9) * 60:.1f} notebooks/min). Results in {out}")
+          f"{recorded_seconds:.1f} s recording in nbgrader's gradebook, {recording_overlapped:.1f} s of it while "
+          f"grading; {len(jobs) / max(total, 1e-9) * 60:.1f} notebooks/min). Results in {out}")
     return 0
 
 

@@ -125,22 +125,15 @@ class NbgraderCourse:
         (self.verdict_dir / student).mkdir(exist_ok=True)
         (self.verdict_dir / student / f"{lab}.json").write_text(json.dumps(verdicts), encoding="utf-8")
 
-    def autograde(self, lab: str, feedback_pool=None, chunks: int = 1) -> None:
-        """Record every submission of ``lab`` through nbgrader's autograde, then write the feedback.
+    def record(self, student: str, lab: str, notebook, verdicts: dict) -> None:
+        """Record one graded submission through nbgrader's autograde, and write its feedback page.
 
-        Autograde writes the gradebook, so it runs here, in one process; the feedback pages only
-        read it, so with ``feedback_pool`` (an executor) they are made in ``chunks`` parallel tasks.
+        One submission at a time, as its verdicts arrive: the grader records while its workers
+        grade the rest (nbgrader's autograde of one student costs what it costs in a batch).
         """
-        _succeeded(self.api().autograde(lab, "*", force=True), f"autograde {lab}")
-        students = sorted(p.name for p in (self.root / "autograded").iterdir()
-                          if (p / lab).is_dir()) if (self.root / "autograded").is_dir() else []
-        if feedback_pool is None or chunks < 2 or len(students) < 2:
-            _succeeded(self.api().generate_feedback(lab, None, force=True), f"generate_feedback {lab}")
-            return
-        tasks = [feedback_pool.submit(write_feedback, str(self.root), self.db_url, lab, students[i::chunks])
-                 for i in range(chunks)]
-        for task in tasks:
-            task.result()
+        self.add(student, lab, notebook, verdicts)
+        _succeeded(self.api().autograde(lab, student, force=True), f"autograde {lab} {student}")
+        _succeeded(self.api().generate_feedback(lab, student, force=True), f"generate_feedback {lab} {student}")
 
     def reconcile(self, labs: list[str], keep: set[tuple[str, str]]) -> None:
         """Forget every submission of ``labs`` that this run did not grade: OUT then agrees with SUBMITTED.
@@ -214,19 +207,6 @@ def nbgrader_api(root: Path, db_url: str):
 def _succeeded(result: dict, what: str) -> None:
     if not result.get("success"):
         raise RuntimeError(f"nbgrader {what} failed:\n{result.get('error', '')[-3000:]}\n{result.get('log', '')[-3000:]}")
-
-
-_FEEDBACK_APIS: dict = {}
-
-
-def write_feedback(root: str, db_url: str, lab: str, students: list[str]) -> int:
-    """Worker task: nbgrader's feedback page for each of ``students`` (the gradebook is only read)."""
-    api = _FEEDBACK_APIS.get((root, db_url))
-    if api is None:
-        api = _FEEDBACK_APIS[(root, db_url)] = nbgrader_api(Path(root), db_url)
-    for student in students:
-        _succeeded(api.generate_feedback(lab, student, force=True), f"generate_feedback {lab} {student}")
-    return len(students)
 
 
 def _remove(path: Path) -> None:
