@@ -255,3 +255,22 @@ def test_missing_lab_and_loose_layout_are_understood(tmp_path):
     assert found[("asmith", "01_backprop")].path is not None
     assert "not a notebook" in found[("notes", "-")].problem
     assert "cannot tell" in found[("random", "-")].problem
+
+
+def test_report_shows_every_student_and_links_each_mistake_to_existing_feedback(graded):
+    """report.html of the class run: a row per student, both figures, and every feedback link it holds
+    (students listed under a misconception, scores in the per-student table) opens a page that exists."""
+    from urllib.parse import unquote
+
+    out = graded["out"]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert page.count("src='data:image/png;base64,") == 2, "histogram and heat map are embedded"
+    table = page.split("<h2>Per student</h2>", 1)[1].split("</table>", 1)[0]
+    for student in ("alice", "bob", "baseline", "erin"):
+        assert f"<tr><td>{student}</td>" in table, student
+    links = re.findall(r"href='(feedback/[^']+)'", page)
+    assert f"feedback/baseline/{LAB}/{LAB}.html" in links
+    missing = [link for link in links if not (out / unquote(link)).is_file()]
+    assert not missing, missing[:5]
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert {r["student"] for r in saved["rows"]} == set(graded["rows"])

@@ -150,6 +150,11 @@ def test_rerun_reconciles_gradebook_feedback_and_csvs(tmp_path, capsys, monkeypa
     captured = capsys.readouterr()
     assert "carol/" in captured.out and "malformed notebook JSON" in captured.out, captured.out
     assert "Traceback" not in captured.err
+    # The regrade says whose grade changed, and keeps run 1's files to compare with.
+    assert "Since the previous run in this OUT: 2 grade(s) changed" in captured.out, captured.out
+    assert f"bob {LAB}: {float(first['bob']['score']):g} -> not graded" in captured.out
+    assert f"carol {LAB}: {float(first['carol']['score']):g} -> not graded" in captured.out
+    assert "bob" in (out / "previous" / "grades.csv").read_text(encoding="utf-8")
     assert "No space left on device" in captured.err.strip().splitlines()[-1], captured.err
     second = {r["student"]: r for r in csv.DictReader(open(out / "grades.csv", newline="", encoding="utf-8"))}
     assert "bob" not in second and second["carol"]["status"] == "error", second
