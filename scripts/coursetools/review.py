@@ -15,9 +15,9 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbconvert import HTMLExporter
 from tqdm import tqdm
 
+from .offline_html import review_exporter
 from .paths import BUILD, lab_ids, solution_notebook
 
 
@@ -29,7 +29,7 @@ def render(lab: str, out_dir: Path, timeout: int = 300) -> tuple[Path, float]:
     NotebookClient(nb, timeout=timeout, kernel_name="python3",
                    resources={"metadata": {"path": str(source.parent)}}).execute()
     seconds = time.perf_counter() - start
-    html, _ = HTMLExporter().from_notebook_node(nb)
+    html, _ = review_exporter().from_notebook_node(nb)  # math as MathML: the page needs no network
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{lab}.html"
     target.write_text(html, encoding="utf-8")

@@ -64,10 +64,15 @@ class InjectVerdicts(NbGraderPreprocessor):
 
 CONFIG = '''\
 # Written by `make grade`: nbgrader settings for this grading run.
+import os
+
+import nbgrader
 from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, GetGrades,
                                     IgnorePattern, LimitOutput, SaveAutoGrades)
+
 from coursetools.grading.nbgrader_bridge import InjectVerdicts
+from coursetools.offline_html import TEMPLATES, MathToMathML
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "math-for-deep-learning"
@@ -76,7 +81,12 @@ c.CourseDirectory.release_directory = "release"
 c.Autograde.autograde_preprocessors = [InjectVerdicts, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
 c.InjectVerdicts.verdict_dir = {verdict_dir!r}
-c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor]
+# Feedback pages that need no network: math as MathML, a template that loads no CDN script.
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CSSHTMLHeaderPreprocessor, MathToMathML]
+# nbgrader's API insists on its template 'feedback'; TEMPLATES/feedback, first on the path, holds only a
+# mathjax.html.j2 that replaces the CDN script the stock header loads.
+c.HTMLExporter.extra_template_basedirs = [str(TEMPLATES), os.path.join(os.path.dirname(nbgrader.__file__),
+                                                                       'server_extensions', 'formgrader', 'templates')]
 c.ClearHiddenTests.enforce_metadata = False
 '''
 

@@ -385,13 +385,15 @@ def _heatmap(question_rows: list[dict]) -> str:
     for i, j in zip(*np.nonzero(grid)):
         ax.text(j, i, f"{grid[i, j]:g}", ha="center", va="center", fontsize=7)
     ax.set_title("students per question and misconception")
-    fig.colorbar(image, ax=ax, fraction=0.04, label="students")
+    from matplotlib.ticker import MaxNLocator
+
+    fig.colorbar(image, ax=ax, fraction=0.04, label="students", ticks=MaxNLocator(integer=True))
     return _png(fig, tight=True)
 
 
 STYLE = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
          "table{border-collapse:collapse;margin-bottom:1em}td,th{border:1px solid #ccc;padding:4px 8px;"
-         "vertical-align:top;overflow-wrap:anywhere}td.num{text-align:right;white-space:nowrap}"
+         "vertical-align:top;overflow-wrap:break-word}td.num{text-align:right;white-space:nowrap}"
          "img{max-width:100%}.gain{color:#1a7f37}.loss{color:#b42318}.err{color:#b42318}"
          "pre,.wrap{white-space:pre-wrap;overflow-wrap:anywhere}")
 
