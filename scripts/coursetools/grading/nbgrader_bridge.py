@@ -24,6 +24,7 @@ from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
 from ..paths import SOLUTIONS, tool_env
+from . import outputs
 
 
 class InjectVerdicts(NbGraderPreprocessor):
@@ -37,6 +38,8 @@ class InjectVerdicts(NbGraderPreprocessor):
         data = json.loads((Path(self.verdict_dir) / student / f"{lab}.json").read_text(encoding="utf-8"))
         verdicts = {v["grade_id"]: v for v in data["verdicts"]}
         shown = data.get("cell_outputs", {})
+        displays = data.get("displays") or {}
+        by_source = {d["source_key"]: d for d in displays.values()}
         for cell in nb.cells:
             if cell.cell_type != "code":
                 continue
@@ -57,6 +60,14 @@ class InjectVerdicts(NbGraderPreprocessor):
                 else:
                     cell.outputs.append(new_output("error", ename="AssertionError", evalue=v["message"],
                                                    traceback=["AssertionError: " + v["message"]]))
+            elif displays:
+                # What the student's cell printed and drew: an exercise cell by its id, a demonstration
+                # cell the student left as released by its source.
+                display = displays.get(gid) if gid else None
+                if display is None:
+                    display = by_source.get(outputs.source_key(cell.source))
+                if display is not None:
+                    cell.outputs.extend(outputs.notebook_outputs(display))
             elif gid in shown and shown[gid]:
                 cell.outputs.append(new_output("stream", name="stdout", text=shown[gid] + "\n"))
         return nb, resources
@@ -99,6 +110,7 @@ class NbgraderCourse:
         self.db_url = db_url or f"sqlite:///{self.root / 'gradebook.db'}"
         self.verdict_dir = self.root / ".verdicts"
         self._api = None
+        self._feedback = None
 
     def prepare(self, labs: list[str]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -143,7 +155,21 @@ class NbgraderCourse:
         """
         self.add(student, lab, notebook, verdicts)
         _succeeded(self.api().autograde(lab, student, force=True), f"autograde {lab} {student}")
-        _succeeded(self.api().generate_feedback(lab, student, force=True), f"generate_feedback {lab} {student}")
+        _succeeded(self.feedback_page(lab, student), f"generate_feedback {lab} {student}")
+
+    def feedback_page(self, lab: str, student: str) -> dict:
+        """nbgrader's generate_feedback for one student, through one converter kept for the whole run.
+
+        ``NbGraderAPI.generate_feedback`` builds a new HTML exporter per call, and with it compiles
+        nbconvert's Jinja templates again (a third of a page's cost); one page at a time, as make grade
+        records them, that was paid per submission. The kept converter compiles them once, as a batch does.
+        """
+        from nbgrader.utils import capture_log, temp_attrs
+
+        if self._feedback is None:
+            self._feedback = _kept_feedback_converter(self.api())
+        with temp_attrs(self._feedback.coursedir, assignment_id=lab, student_id=student):
+            return capture_log(self._feedback)
 
     def reconcile(self, labs: list[str], keep: set[tuple[str, str]]) -> None:
         """Forget every submission of ``labs`` that this run did not grade: OUT then agrees with SUBMITTED.
@@ -212,6 +238,38 @@ def nbgrader_api(root: Path, db_url: str):
     config.CourseDirectory.db_url = db_url
     config.Application.log_level = "ERROR"
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def _kept_feedback_converter(api):
+    """nbgrader's GenerateFeedback (configured as the API configures it) that builds its exporter once."""
+    from nbconvert.writers import FilesWriter
+    from nbgrader.converters import GenerateFeedback
+    from traitlets.config import Config
+
+    class KeptFeedback(GenerateFeedback):
+        _built = False
+
+        def start(self) -> None:  # BaseConverter.start, with the writer and exporter made on the first call only
+            self.init_notebooks()
+            if not self._built:
+                self.writer = FilesWriter(parent=self, config=self.config)
+                self.exporter = self.exporter_class(parent=self, config=self.config)
+                for pp in self.preprocessors:
+                    self.exporter.register_preprocessor(pp)
+                self._built = True
+            here = os.getcwd()
+            os.chdir(self.coursedir.root)
+            try:
+                self.convert_notebooks()
+            finally:
+                os.chdir(here)
+
+    config = Config()
+    config.HTMLExporter.template_name = "feedback"  # as NbGraderAPI.generate_feedback sets it
+    converter = KeptFeedback(coursedir=api.coursedir, parent=api)
+    converter.update_config(config)
+    converter.force = True
+    return converter
 
 
 def _succeeded(result: dict, what: str) -> None:
