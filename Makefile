@@ -57,9 +57,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (mdl)" >/dev/null
 	@touch $(STAMP)
 
-# The test tools on top (pytest, hypothesis, nbval, Playwright) and Chromium for the browser test.
+# The test tools on top (pytest, hypothesis, nbval, Playwright), the [cluster] extra (make grade on
+# Dask: its tests run in every `make test`) and Chromium for the browser test.
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install --disable-pip-version-check -q -e '.[test]'
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[test,cluster]'
 	@$(MAKE) --no-print-directory browser
 	@touch $(TEST_STAMP)
 

@@ -48,7 +48,7 @@ def test_make_lab_installs_runtime_only_and_never_apt(tmp_path):
 def test_make_test_adds_the_test_tools_and_chromium(tmp_path):
     venv = _fake_venv(tmp_path / "venv")
     out = _make_n("test", f"VENV={venv}").stdout
-    assert "-e '.[test]'" in out and "browser" in out, out
+    assert "-e '.[test,cluster]'" in out and "browser" in out, out  # cluster: make grade's Dask tests
 
 
 def test_a_venv_whose_python_is_gone_is_rebuilt_with_a_message(tmp_path):

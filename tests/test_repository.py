@@ -32,7 +32,8 @@ def _pyproject():
 
 def test_environment_yml_matches_pip_install():
     project = _pyproject()["project"]
-    pip_side = set(project["dependencies"]) | set(project["optional-dependencies"]["test"])
+    extras = project["optional-dependencies"]
+    pip_side = set(project["dependencies"]) | set(extras["test"]) | set(extras["cluster"])
     env = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
     assert env["channels"] == ["conda-forge"]
     conda_deps = [d for d in env["dependencies"] if isinstance(d, str)]

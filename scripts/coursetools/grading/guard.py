@@ -30,7 +30,7 @@ import sys
 # ways to reach or rewrite the hook (gc walkers, tracers, hand-made code objects).
 DENIED_EVENTS = frozenset({
     "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.fork", "os.forkpty",
-    "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "socket.connect", "socket.bind",
+    "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "socket.__new__", "socket.connect", "socket.bind",
     "socket.sendto", "socket.sendmsg", "resource.setrlimit", "resource.prlimit", "builtins.input",
     "webbrowser.open", "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
     "ctypes.addressof", "ctypes.string_at", "ctypes.wstring_at", "ctypes.create_string_buffer",
