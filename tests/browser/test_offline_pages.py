@@ -7,7 +7,9 @@ The feedback page comes from make grade's nbgrader step fed with made-up verdict
 long message line, which must wrap inside the page), the report from made-up rows.
 
 Screenshots go to build/browser/: offline-review-02_optimizers.png, offline-equation.png (an
-equation close up), offline-feedback-01_backprop.png (the wrapped message) and offline-report.png.
+equation close up), offline-feedback-01_backprop.png (the wrapped message),
+offline-feedback-student-figure-01_backprop.png (a figure the student's cell drew, with its
+printed line) and offline-report.png.
 """
 
 from __future__ import annotations
@@ -18,10 +20,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from coursetools.grading import report
+import numpy as np
+
+from coursetools.grading import outputs, report
 from coursetools.offline_html import review_exporter
 from coursetools.paths import BUILD, solution_notebook
-from fixtures.feedback_pages import verdicts, write_feedback
+from fixtures.feedback_pages import exercise_ids, verdicts, write_feedback
 
 pytestmark = [pytest.mark.xdist_group("browser")]
 
@@ -97,6 +101,26 @@ def _assert_math_rendered(page, name: str):
     return _screenshot(page, name)
 
 
+def _decision_boundary() -> bytes:
+    """A PNG like the two-moons plot a student's notebook draws (made here, seeded)."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(0)
+    points = rng.normal(size=(200, 2))
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.scatter(points[:, 0], points[:, 1], c=points[:, 0] * points[:, 1] > 0, cmap="coolwarm", s=10)
+    ax.set_title("decision boundary (student's figure)")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def test_review_page_renders_math_with_the_network_blocked(browser, tmp_path):
     nb = nbformat.read(solution_notebook(REVIEW_LAB), as_version=4)
     html, _ = review_exporter().from_notebook_node(nb)
@@ -116,9 +140,11 @@ def test_review_page_renders_math_with_the_network_blocked(browser, tmp_path):
 
 def test_feedback_page_renders_math_and_wraps_long_lines_with_the_network_blocked(browser, tmp_path):
     failing = verdicts(FEEDBACK_LAB)[2]["grade_id"]
+    exercise = exercise_ids(FEEDBACK_LAB)[0]
+    figure = outputs.cell_display("", "training accuracy 99%", [np.frombuffer(_decision_boundary(), np.uint8)], 0)
     data = {"verdicts": verdicts(FEEDBACK_LAB, {failing: (f"linear_backward: dW does not match.\n{LONG_LINE}",
                                                           "transposed-weight-gradient")}),
-            "cell_outputs": {}}
+            "cell_outputs": {}, "displays": {exercise: figure}}
     path = write_feedback(tmp_path / "course", FEEDBACK_LAB, "ann", data)
     page, asked = _open_offline(browser, path)
     try:
@@ -131,6 +157,12 @@ def test_feedback_page_renders_math_and_wraps_long_lines_with_the_network_blocke
         assert widths["scroll"] <= widths["client"] + 1, f"the long message line does not wrap: {widths}"
         assert widths["page"] <= widths["view"], f"the page scrolls sideways: {widths}"
         _screenshot(page, f"offline-feedback-{FEEDBACK_LAB}")
+        # The student's own figure, drawn from the page itself (a data: URL), under its cell.
+        image = page.locator("img[src^='data:image/png']").first
+        image.scroll_into_view_if_needed()
+        assert image.evaluate("i => i.complete && i.naturalWidth > 100"), "the student's figure did not load"
+        page.evaluate("window.scrollBy(0, -200)")
+        _screenshot(page, f"offline-feedback-student-figure-{FEEDBACK_LAB}")
     finally:
         page.context.close()
 

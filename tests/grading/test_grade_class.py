@@ -274,3 +274,17 @@ def test_report_shows_every_student_and_links_each_mistake_to_existing_feedback(
     assert not missing, missing[:5]
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert {r["student"] for r in saved["rows"]} == set(graded["rows"])
+
+
+def test_feedback_of_a_solution_shows_its_own_figures_and_printed_lines(graded):
+    """alice's whole notebook (the solution, demonstrations included): the feedback shows what her cells
+    printed and the figures they drew, as PNGs in the page, and the gradebook's notebook holds them."""
+    out = graded["out"]
+    page = (out / "feedback" / "alice" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    assert page.count("src=\"data:image/png;base64,") >= 1, "no figure of alice's in her feedback"
+    assert "dL/dw1 = " in page, "a demonstration cell's printed line is missing"
+    saved = json.loads((out / ".verdicts" / "alice" / f"{LAB}.json").read_text(encoding="utf-8"))
+    drawn = sum(len(d["figures"]) for d in saved["displays"].values())
+    assert page.count("src=\"data:image/png;base64,") == drawn
+    graded_nb = nbformat.read(out / "autograded" / "alice" / LAB / f"{LAB}.ipynb", as_version=4)
+    assert sum(o.output_type == "display_data" for c in graded_nb.cells for o in c.get("outputs", [])) == drawn

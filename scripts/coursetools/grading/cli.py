@@ -237,7 +237,8 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
             # Into nbgrader's gradebook now, while the workers grade the rest, not all at the end.
             recording_started = time.perf_counter()
             course.record(r["student"], r["lab"], graded_notebook(lab_notebook(r["lab"]), r["solutions"]),
-                          {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"]})
+                          {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"],
+                           "displays": r.get("displays", {})})
             recording_overlapped += time.perf_counter() - recording_started
     graded_seconds = time.perf_counter() - started
     recording_started = time.perf_counter()

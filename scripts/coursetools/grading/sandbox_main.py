@@ -62,6 +62,43 @@ class CappedText(io.TextIOBase):
         return "".join(self.parts) + tail
 
 
+FIGURES_PER_CELL = 8           # figures a cell's reply carries at most
+FIGURE_BYTES = 1 * 2**20       # largest PNG kept of one figure
+FIGURE_DPI = 80
+
+
+def cell_figures() -> tuple[list, int]:
+    """The figures a cell left open, as PNG bytes (numpy uint8 arrays: plain data on the wire), then closed.
+
+    What the notebook's inline backend shows under a cell: every open matplotlib figure,
+    drawn once and closed. Returns (arrays, how many were left out: past ``FIGURES_PER_CELL``
+    or larger than ``FIGURE_BYTES``).
+    """
+    plt = sys.modules.get("matplotlib.pyplot")
+    if plt is None:
+        return [], 0
+    import numpy as np
+
+    numbers = plt.get_fignums()
+    kept, dropped = [], 0
+    for number in numbers:
+        if len(kept) >= FIGURES_PER_CELL:
+            dropped += 1
+            continue
+        buf = io.BytesIO()
+        try:
+            plt.figure(number).savefig(buf, format="png", dpi=FIGURE_DPI)
+        except Exception:
+            dropped += 1
+            continue
+        if buf.tell() > FIGURE_BYTES:
+            dropped += 1
+            continue
+        kept.append(np.frombuffer(buf.getvalue(), dtype=np.uint8))
+    plt.close("all")
+    return kept, dropped
+
+
 class _StubChecker(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Serves ``checker`` and ``checker.*`` as modules of inert functions."""
 
@@ -143,13 +180,19 @@ class Runner:
         # The cell's own source, kept as IPython keeps it: a traceback quotes the student's line, and
         # inspect.getsource or torch.jit.script work as in the notebook (only the student's code).
         linecache.cache[filename] = (len(msg["source"]), None, msg["source"].splitlines(True), filename)
+        figures, dropped = [], 0
         try:
             exec(compile(msg["source"], filename, "exec"), self.ns)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included: the cell failed
             error = f"{type(exc).__name__}: {self.explain(exc)}{where(exc)}"
         finally:
+            try:
+                figures, dropped = cell_figures()  # its own prints still go to the capped output
+            except BaseException:  # a figure that cannot be drawn is left out, never a failed cell
+                pass
             sys.stdout, sys.stderr = old
-        return {"ok": error is None, "error": error, "output": out.text()}, []
+        return ({"ok": error is None, "error": error, "output": out.text(), "figures_dropped": dropped},
+                figures)
 
     def op_names(self, msg, arrays):
         kinds = {}

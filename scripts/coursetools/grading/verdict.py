@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from checker.compare import CheckFailure
 from checker.exercise import describe_parts, scoring_by_value
 
+from . import outputs
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
 from .remote import SubmissionNames
 from .isolation import Isolation
@@ -44,6 +45,7 @@ class SubmissionResult:
     reason: str = ""
     verdicts: list = field(default_factory=list)
     cell_outputs: dict = field(default_factory=dict)  # exercise grade_id -> text shown under it
+    displays: dict = field(default_factory=dict)      # cell label -> what it showed (see SubmissionRunner.keep_display)
     layers: dict = field(default_factory=dict)        # the isolation layers its sandbox reported
     timings: dict = field(default_factory=dict)       # wall seconds: "start" (sandboxes), "cells", "checks"
 
@@ -67,6 +69,7 @@ class SubmissionRunner:
         self.names: dict = {}
         self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
         self.cell_outputs: dict[str, str] = {}
+        self.displays: dict[str, dict] = {}  # every student cell's printed text and figures, for the feedback
         self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
         self.cpu_spent = 0.0                 # CPU seconds used by this notebook's earlier sandboxes
         self.layers: dict = {}
@@ -114,14 +117,16 @@ class SubmissionRunner:
         self.layers = self.sandbox.layers
         self.sandbox.deadline = self.deadline
         cells = list(self.trusted.setup_cells) + list(self.cells)
+        setup_ids = {gid for gid, _ in self.trusted.setup_cells}
         for gid, source in cells:
             if gid in self.bad_cells:
                 continue
             try:
-                reply, _ = self.sandbox.request({"op": "exec", "cell": gid, "source": strip_magics(source)})
+                reply, figures = self.sandbox.request({"op": "exec", "cell": gid, "source": strip_magics(source)})
             except (SandboxTimeout, SandboxDied, SandboxViolation) as exc:
                 self.bad_cells.add(gid)
                 self.cell_outputs[gid] = f"This cell did not finish: {exc}"
+                self.keep_display(gid, source, self.cell_outputs[gid], [], 0, False)
                 self.sandbox.close()
                 return self.ensure()
             text = reply.get("output", "")
@@ -129,9 +134,22 @@ class SubmissionRunner:
                 text += f"\n{reply.get('error')}"
             if gid in self.trusted.solution_ids:
                 self.cell_outputs[gid] = text.strip()[:OUTPUT_CAP]
+            if gid not in setup_ids:
+                self.keep_display(gid, source, text, figures, reply.get("figures_dropped"), bool(reply.get("ok")))
         reply, _ = self.sandbox.request({"op": "names"})
         self.names = reply.get("names", {})
         return self.sandbox
+
+    def keep_display(self, label: str, source: str, text: str, figures, dropped, ok: bool) -> None:
+        """Keep what a student cell showed, as plain data for the feedback page (outputs.py).
+
+        An exercise cell's error is the student's to see; a demonstration cell that fails only
+        in the sandbox (it calls a course helper that runs outside student code while grading)
+        shows its figures but not that error, which the student's own notebook never showed.
+        """
+        if not ok and label not in self.trusted.solution_ids:
+            text = ""
+        self.displays[label] = outputs.cell_display(source, text, figures, dropped)
 
     def close(self):
         if self.sandbox is not None:
@@ -226,6 +244,7 @@ def grade_submission(trusted: TrustedLab, student: str, cells, limits: Limits | 
     finally:
         runner.close()
     result.cell_outputs = runner.cell_outputs
+    result.displays = outputs.within_budget(runner.displays)
     result.layers = runner.layers
     result.timings = runner.timings
     return result
