@@ -145,6 +145,47 @@ def _where(exc: BaseException) -> str:
     return f" (in {_cell_label(f.filename)}, line {f.lineno}{source})"
 
 
+def _numpy_only_lab() -> bool:
+    """Whether the lab whose check is calling is numpy-only (its checker module's ``NUMPY_ONLY``, True by default)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("checker.lab"):
+            return bool(frame.f_globals.get("NUMPY_ONLY", True))
+        frame = frame.f_back
+    return False
+
+
+def _is_torch(value) -> bool:
+    if isinstance(value, types.ModuleType):
+        return value.__name__.split(".")[0] == "torch"
+    owner = getattr(value, "__module__", None) if callable(value) else type(value).__module__
+    return isinstance(owner, str) and owner.split(".")[0] == "torch"
+
+
+def _torch_names(fn) -> list[str]:
+    """Names bound to PyTorch that ``fn``'s code uses (``import torch`` inside it included), also
+    through the student's own functions it calls by name."""
+    namespace = getattr(fn, "__globals__", None)
+    code = getattr(fn, "__code__", None)
+    if not isinstance(namespace, dict) or not isinstance(code, types.CodeType):
+        return []
+    found, seen, stack = [], set(), [code]
+    while stack:
+        code = stack.pop()
+        if code in seen:
+            continue
+        seen.add(code)
+        for name in code.co_names:
+            value = namespace.get(name)
+            if name == "torch" or _is_torch(value):
+                found.append(name)
+            elif isinstance(value, types.FunctionType) and value.__globals__ is namespace:
+                stack.append(value.__code__)
+        stack += [c for c in code.co_consts if isinstance(c, types.CodeType)]
+    return list(dict.fromkeys(found))
+
+
 def call_student(fn, name: str, **inputs) -> Call:
     """Call ``fn(**inputs)`` on private copies of the inputs.
 
@@ -171,6 +212,7 @@ def call_student(fn, name: str, **inputs) -> Call:
     if not callable(fn):
         raise CheckFailure(f"{name} is not a function (got {type(fn).__name__}); "
                            f"run the cell that defines it first.")
+    torch_used = _torch_names(fn) if _numpy_only_lab() else []
     # Deep copies: nothing the student does to its arguments reaches the check's own data.
     copies = {k: (_lent(v) if isinstance(v, types.FunctionType) else v if callable(v) else copy.deepcopy(v))
               for k, v in inputs.items()}
@@ -194,9 +236,23 @@ def call_student(fn, name: str, **inputs) -> Call:
                 f"  Inputs: " + ", ".join(
                     f"{k} shape {v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}"
                     for k, v in inputs.items()), "raised-exception") from None
+    if torch_used and not _holds_tensor(result):
+        # make grade refuses torch in a numpy-only lab: the notebook says so too rather than pass the
+        # check (a tensor returned is left to the comparison, which names the mistake in full).
+        raise CheckFailure(f"{name} uses PyTorch ({', '.join(torch_used)}): this lab's exercises are numpy-only, "
+                           f"and make grade does not allow torch in them. Compute the result with numpy.",
+                           "torch-in-numpy-exercise")
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     mutated = [k for k, v in originals.items() if _changed(copies[k], v)]
     return Call(result, messages, mutated)
+
+
+def _holds_tensor(value, depth: int = 0) -> bool:
+    """Whether a result is a torch object, or tuples / lists / dicts holding one (a few levels deep)."""
+    if isinstance(value, (tuple, list, dict)):
+        items = value.values() if isinstance(value, dict) else value
+        return depth < 4 and any(_holds_tensor(v, depth + 1) for v in items)
+    return _is_torch(value) and not isinstance(value, types.ModuleType)
 
 
 def _arrays_in(value):
