@@ -3,29 +3,33 @@
 Every request that is not a file: or data: URL is aborted and recorded; each page must make
 none, and its math must be laid out by the browser: a fraction's numerator drawn above its
 denominator (MathML written before the page is, coursetools/offline_html.py), not raw ``$$``.
-The feedback page comes from make grade's nbgrader step fed with made-up verdicts (one with a
-long message line, which must wrap inside the page), the report from made-up rows.
+The feedback page is lab 01's solution graded in the sandbox (its own figures and printed lines),
+one check's message made a long line that must wrap inside the page, recorded by make grade's
+nbgrader step; the report comes from made-up rows.
 
 Screenshots go to build/browser/: offline-review-02_optimizers.png, offline-equation.png (an
 equation close up), offline-feedback-01_backprop.png (the wrapped message),
-offline-feedback-student-figure-01_backprop.png (a figure the student's cell drew, with its
-printed line) and offline-report.png.
+offline-feedback-student-figure-01_backprop.png (a figure the student's cell drew in the sandbox) and offline-report.png.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 import nbformat
 import pytest
 
-import numpy as np
-
-from coursetools.grading import outputs, report
+from coursetools.grading import report
+from coursetools.grading.intake import student_cells
+from coursetools.grading.sandbox import Limits
+from coursetools.grading.trusted import TrustedLab
+from coursetools.grading.verdict import grade_submission
 from coursetools.offline_html import review_exporter
 from coursetools.paths import BUILD, solution_notebook
-from fixtures.feedback_pages import exercise_ids, verdicts, write_feedback
+from fixtures.feedback_pages import write_feedback
+from fixtures.notebooks import submission
 
 pytestmark = [pytest.mark.xdist_group("browser")]
 
@@ -101,26 +105,6 @@ def _assert_math_rendered(page, name: str):
     return _screenshot(page, name)
 
 
-def _decision_boundary() -> bytes:
-    """A PNG like the two-moons plot a student's notebook draws (made here, seeded)."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rng = np.random.default_rng(0)
-    points = rng.normal(size=(200, 2))
-    fig, ax = plt.subplots(figsize=(4, 3))
-    ax.scatter(points[:, 0], points[:, 1], c=points[:, 0] * points[:, 1] > 0, cmap="coolwarm", s=10)
-    ax.set_title("decision boundary (student's figure)")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return buf.getvalue()
-
-
 def test_review_page_renders_math_with_the_network_blocked(browser, tmp_path):
     nb = nbformat.read(solution_notebook(REVIEW_LAB), as_version=4)
     html, _ = review_exporter().from_notebook_node(nb)
@@ -139,12 +123,17 @@ def test_review_page_renders_math_with_the_network_blocked(browser, tmp_path):
 
 
 def test_feedback_page_renders_math_and_wraps_long_lines_with_the_network_blocked(browser, tmp_path):
-    failing = verdicts(FEEDBACK_LAB)[2]["grade_id"]
-    exercise = exercise_ids(FEEDBACK_LAB)[0]
-    figure = outputs.cell_display("", "training accuracy 99%", [np.frombuffer(_decision_boundary(), np.uint8)], 0)
-    data = {"verdicts": verdicts(FEEDBACK_LAB, {failing: (f"linear_backward: dW does not match.\n{LONG_LINE}",
-                                                          "transposed-weight-gradient")}),
-            "cell_outputs": {}, "displays": {exercise: figure}}
+    # The solution notebook, demonstrations included, graded in the sandbox: its cells' own printed
+    # lines and figures; one check's message is then made a long line.
+    trusted = TrustedLab.load(FEEDBACK_LAB)
+    cells, _ = student_cells(trusted, submission(FEEDBACK_LAB))
+    result = grade_submission(trusted, "ann", cells, Limits(call_seconds=60), None, tmp_path)
+    assert sum(len(d["figures"]) for d in result.displays.values()) >= 1, "the solution drew no figure"
+    failing = result.verdicts[2]
+    failing.passed, failing.points = False, 0.0
+    failing.message, failing.misconception = f"linear_backward: dW does not match.\n{LONG_LINE}", "transposed"
+    data = {"verdicts": [asdict(v) for v in result.verdicts], "cell_outputs": result.cell_outputs,
+            "displays": result.displays}
     path = write_feedback(tmp_path / "course", FEEDBACK_LAB, "ann", data)
     page, asked = _open_offline(browser, path)
     try:
