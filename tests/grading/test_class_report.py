@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from pathlib import Path
 
 from coursetools.grading import report
 
