@@ -158,6 +158,19 @@ def _with_earlier_failures(check: str, outcomes: dict) -> dict:
     return {name: seen.get(name) for name in outcomes}
 
 
+def _earliest(check: str, failed: dict) -> CheckFailure:
+    """The failure that happened first in this cell: the root cause the cell is named after.
+
+    A function that hangs or kills the sandbox during the visible call makes every function fail
+    in the hidden call (no process left): those later failures are consequences, not the mistake.
+    """
+    ledger = _LEDGER["failures"].get(check, {}) if _cell_key() is not None else {}
+    for name in ledger:
+        if name in failed:
+            return failed[name]
+    return next(iter(failed.values()))
+
+
 def _scored_by_value() -> bool:
     """In a grader's scoring block, or in a Jupyter kernel, where nbgrader reads the cell's value.
 
@@ -231,13 +244,14 @@ def score_parts(points: float, outcomes: dict, summary=None, check: str = ""):
     raises the first failure when none is (no points, its message as usual). Outside a
     scoring context a partial result raises :class:`PartialCredit` instead.
     """
-    outcomes = _with_earlier_failures(check or ",".join(outcomes), outcomes)
+    key = check or ",".join(outcomes)
+    outcomes = _with_earlier_failures(key, outcomes)
     failed = {name: f for name, f in outcomes.items() if f is not None}
     if not failed:
         if summary is not None:
             summary()
         return None
-    first = next(iter(failed.values()))
+    first = _earliest(key, failed)
     if len(failed) == len(outcomes):
         raise first
     parts = {name: "ok" if f is None else (f.misconception or "wrong") for name, f in outcomes.items()}

@@ -130,11 +130,14 @@ def test_honest_submissions_are_graded_normally(graded):
 
 
 def test_the_baseline_loses_exactly_the_exercises_using_the_wrong_code(graded):
-    scores = {q: float(r["score"]) for q, r in graded["questions"]["baseline"].items()}
-    # The MLP reuses linear_backward: its check is rerun with the reference in its place, and the
-    # mistake is charged once, in the exercise where it was made.
-    assert scores[TARGET_CHECK] == 0 and scores["check_ex6_mlp"] == 4
-    assert sum(scores.values()) == 19 - 3
+    questions = graded["questions"]["baseline"]
+    scores = {q: float(r["score"]) for q, r in questions.items()}
+    # Exercise 3 earns per function: the wrong code's linear_forward is right (1.5 of 3), its
+    # linear_backward is not. The MLP reuses linear_backward: its check is rerun with the reference
+    # in its place, and the mistake is charged once, in the exercise where it was made.
+    assert scores[TARGET_CHECK] == 1.5 and scores["check_ex6_mlp"] == 4
+    assert questions[TARGET_CHECK]["parts"].startswith("linear_forward ok; linear_backward "), questions[TARGET_CHECK]
+    assert sum(scores.values()) == 19 - 1.5
     page = (graded["out"] / "feedback" / "baseline" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
     assert "correct given a correct" in page and "linear_backward" in page
 
@@ -145,14 +148,16 @@ STOPS_ITS_PROCESS = {"exit-and-crash", "endless-loop"}
 
 @pytest.mark.parametrize("attack", [a.name for a in ATTACKS])
 def test_attack_earns_nothing_for_its_exercise_and_spares_the_rest(graded, attack):
-    """The attacked exercise scores zero; every other exercise scores what the same code scores unattacked."""
+    """The attacked function earns nothing (its exercise at most what the same wrong code earns unattacked:
+    linear_forward's part); every other exercise scores what the same code scores unattacked."""
     row = graded["rows"][attack]
     assert row["status"] == "graded", row
     assert row["max_score"] == "19.0", "the maximum comes from the instructor's notebook, not the submission"
     baseline = graded["questions"]["baseline"]
     for question, r in graded["questions"][attack].items():
         if question == TARGET_CHECK:
-            assert float(r["score"]) == 0, f"{attack} earned points on the attacked exercise"
+            assert float(r["score"]) <= float(baseline[question]["score"]), f"{attack} earned points by attacking"
+            assert "linear_backward ok" not in r["parts"], f"{attack}: the attacked function was credited {r}"
         elif question == "check_ex6_mlp" and attack in STOPS_ITS_PROCESS:
             # The MLP calls the attacked linear_backward, which kills or hangs the sandbox: there is no
             # process left to recheck it with the reference in, so it is charged too (never credited).

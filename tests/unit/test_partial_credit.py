@@ -110,3 +110,20 @@ def test_a_wrong_logsumexp_costs_its_own_point_only():
     assert float(value) == pytest.approx(2.0), value
     assert value.parts["stable_logsumexp"] != "ok"
     assert value.parts["stable_softmax"] == value.parts["stable_log_softmax"] == "ok"
+
+
+def test_a_cell_is_named_after_its_first_failure_not_the_consequences():
+    """The visible call's linear_backward hangs (timeout) and the sandbox is gone; in the hidden call
+    both functions then fail as 'crashed'. The cell names the timeout, the root cause (it named
+    'crashed' after linear_forward, listed first, and sent the student to the wrong section)."""
+    from checker.compare import CheckFailure
+    from checker.exercise import score_parts
+
+    hang = CheckFailure("linear_backward did not finish", "timeout")
+    gone = CheckFailure("the sandbox process is gone", "crashed")
+    with scoring_by_value():
+        visible = score_parts(3.0, {"linear_forward": None, "linear_backward": hang}, check="check_linear_layer")
+        with pytest.raises(CheckFailure) as hidden:
+            score_parts(3.0, {"linear_forward": gone, "linear_backward": gone}, check="check_linear_layer")
+    assert float(visible) == 1.5 and visible.failure.misconception == "timeout"
+    assert hidden.value.misconception == "timeout", str(hidden.value)
