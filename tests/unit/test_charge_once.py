@@ -21,6 +21,9 @@ def quadruple(x):
 
 def quadruple_wrong(x):
     return double(x) + 1
+
+def quadruple_by_keyword(x):
+    return double(x=double(x=x))   # right too: the earlier function called by keyword
 '''
 
 
@@ -72,3 +75,8 @@ def test_the_grader_substitutes_in_the_sandbox_too(tmp_path, capsys):
             charge_once(_check_quadruple, names["quadruple_wrong"], "quadruple_wrong",
                         depends_on={"double": (_reference_double, "Exercise 1")})
         assert call_student(names["double"], "double", x=1.0).result == 3.0, "restored in the sandbox"
+        # The reference stands in for `double` by a call back to the grader, keywords included (they
+        # were dropped, and a right function that calls by keyword lost its points under make grade).
+        charge_once(_check_quadruple, names["quadruple_by_keyword"], "quadruple_by_keyword",
+                    depends_on={"double": (_reference_double, "Exercise 1")})
+        assert "correct given a correct `double`" in capsys.readouterr().out

@@ -335,8 +335,11 @@ class Sandbox:
             self.close()
             raise SandboxViolation("the sandbox called back a function the grader never gave it")
         try:
-            args = wire.decode(msg["args"], arrays)
-            tree, out = wire.encode(fn(*args))
+            args, kwargs = wire.decode(msg["args"], arrays)
+            if not isinstance(args, list) or not isinstance(kwargs, dict) or \
+                    not all(isinstance(k, str) for k in kwargs):
+                raise TypeError("a call back to the grader takes a list of arguments and a dict of keywords")
+            tree, out = wire.encode(fn(*args, **kwargs))
             self._send({"result": tree}, out)
         except SandboxDied:
             raise
