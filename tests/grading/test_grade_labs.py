@@ -33,7 +33,7 @@ def class_results(tmp_path_factory):
         students = {"solution": [], "stub": None}
         students.update({f"mistakes{i}": g for i, g in enumerate(group_mistakes(lab, representatives(lab)))})
         if lab in CASCADES:
-            students["cascade"] = [CASCADES[lab].mistake]
+            students["cascade"] = [c.mistake for c in CASCADES[lab]]
         if lab == PARTIAL_LAB:
             students["partial"] = [RELU_AT_ZERO]
         if ALTERNATIVES.get(lab):  # correct work written another way (issue 17 item 6): full marks
@@ -94,17 +94,18 @@ def test_correct_work_written_another_way_scores_full_marks(class_results, lab):
 
 @pytest.mark.parametrize("lab", [lab for lab in LABS if lab in CASCADES])
 def test_a_mistake_is_charged_once(class_results, lab):
-    """The cascade submission: the later exercises that call the faulty earlier function keep their
-    points under the grader, and its feedback says they are right given a correct one."""
+    """The cascade submission: the later exercises that call the faulty earlier function (or subclass
+    the faulty earlier class) keep their points under the grader, and its feedback says they are
+    right given a correct one."""
     _, rows, _, out = class_results
-    cascade = CASCADES[lab]
     scores = {r["question"]: r for r in rows if r["student"] == "cascade" and r["lab"] == lab}
-    earlier = scores[cascade.mistake.check]
-    assert float(earlier["score"]) < float(earlier["max_score"]), earlier  # charged there (in part or whole)
-    for gid in cascade.keeps:
-        assert float(scores[gid]["score"]) == float(scores[gid]["max_score"]) > 0, scores[gid]
     feedback = (out / "feedback" / "cascade" / lab / f"{lab}.html").read_text(encoding="utf-8")
-    assert feedback.count(f"correct given a correct `{cascade.blamed}`") >= len(cascade.keeps)
+    for cascade in CASCADES[lab]:  # functions calling an earlier one, classes built on an earlier one
+        earlier = scores[cascade.mistake.check]
+        assert float(earlier["score"]) < float(earlier["max_score"]), earlier  # charged there (in part or whole)
+        for gid in cascade.keeps:
+            assert float(scores[gid]["score"]) == float(scores[gid]["max_score"]) > 0, scores[gid]
+        assert feedback.count(f"correct given a correct `{cascade.blamed}`") >= len(cascade.keeps), cascade.blamed
 
 
 @pytest.mark.skipif(PARTIAL_LAB not in LABS, reason="no fixtures for that lab")

@@ -9,11 +9,11 @@ import io
 import pytest
 
 from checker import CheckFailure
-from fixtures.cascades import CASCADES, MORE_CASCADES
+from fixtures.cascades import CASCADES, MORE_CASCADES, WRONG_ON_WRONG
 from fixtures.notebooks import grade_cells, lab_namespace, solution_sources
 
 
-ALL_CASCADES = sorted(CASCADES.items()) + MORE_CASCADES
+ALL_CASCADES = [(lab, c) for lab, cs in sorted(CASCADES.items()) for c in cs] + MORE_CASCADES
 
 
 @pytest.mark.parametrize("lab, cascade", ALL_CASCADES, ids=[f"{lab}-{c.blamed}" for lab, c in ALL_CASCADES])
@@ -32,3 +32,12 @@ def test_later_exercise_keeps_its_points_and_names_the_earlier_function(lab, cas
         with contextlib.redirect_stdout(out):
             exec(compile(cells[gid], gid, "exec"), ns)
         assert f"correct given a correct `{cascade.blamed}`" in out.getvalue(), (gid, out.getvalue())
+
+
+@pytest.mark.parametrize("lab, base, own", WRONG_ON_WRONG, ids=[f"{lab}-{own.cell}" for lab, _, own in WRONG_ON_WRONG])
+def test_a_later_mistake_of_its_own_is_still_charged(lab, base, own):
+    """A subclass wrong in itself, on a wrong base class: the reference base does not rescue it."""
+    ns = lab_namespace(lab, solution_sources(lab, [base, own]))
+    cells = grade_cells(lab)
+    with pytest.raises(CheckFailure), contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(cells[own.check], own.check, "exec"), ns)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import builtins
 
+import numpy as np
+
 from checker.compare import CheckFailure
 from checker.student import Call, RemoteValue
 
@@ -52,8 +54,10 @@ class RemoteObject(RemoteValue):
         request = {"op": "call", "target": self._target, "kwargs": tree}
         if substitute:
             # Reference functions that stand in for the student's earlier ones during this call:
-            # they run here, in the grader, called back from the sandbox.
-            request["substitute"] = {name: {"__func__": self._sandbox.register_callback(fn)}
+            # they run here, in the grader, called back from the sandbox. A reference class stands
+            # in for the student's base class the same way, method by method (ReferenceClass).
+            request["substitute"] = {name: ReferenceClass(fn).handle(self._sandbox) if isinstance(fn, type)
+                                     else {"__func__": self._sandbox.register_callback(fn)}
                                      for name, fn in substitute.items()}
         try:
             reply, reply_arrays = self._sandbox.request(request, arrays)
@@ -101,6 +105,44 @@ class RemoteObject(RemoteValue):
             raise CheckFailure(f"reading {label}.{attr} raised {reply.get('type')}: {reply.get('message')}",
                                "raised-exception")
         return self._decode(reply["value"], arrays)
+
+
+class ReferenceClass:
+    """A trusted class whose methods the sandbox calls back, on the state of an instance living there.
+
+    How a class cascade is charged once under ``make grade``: the student's subclass (say
+    ``NesterovSGD(SGDMomentum)``) is rebuilt in the sandbox on a stand-in base whose every method is a
+    call back to the grader. The stand-in sends the instance's data attributes (shared arrays kept
+    shared: ``wire.share``) and the call's arguments; this class runs the reference method on a
+    fresh instance holding that state, here in the grader, and sends the state back, which the
+    sandbox writes into its instance (arrays in place). The reference's code never enters the
+    sandbox; what crosses is data the student's own code could have computed.
+    """
+
+    def __init__(self, cls: type):
+        self.cls = cls
+        # Every function of the class and its bases (object's excluded): __init__, step, set_lr, ...
+        self.methods = sorted({name for klass in cls.__mro__[:-1] for name, value in vars(klass).items()
+                               if callable(value) and not (name.startswith("__") and name != "__init__")})
+
+    def handle(self, sandbox: Sandbox) -> dict:
+        return {"__class__": sandbox.register_callback(self.run), "methods": self.methods}
+
+    def run(self, method, tree, arrays):
+        """Run ``method`` on an instance with the sandbox's state; (state and result, arrays) back."""
+        if method not in self.methods:
+            raise AttributeError(f"{self.cls.__name__} has no method {method!r} to call back")
+        if type(arrays) is not list or not all(type(a) is np.ndarray for a in arrays):
+            raise TypeError("a reference method takes a list of arrays")
+        state, args, kwargs = wire.unshare(tree, arrays)
+        if type(state) is not dict or type(args) is not list or type(kwargs) is not dict:
+            raise TypeError("a reference method takes a state, a list of arguments and a dict of keywords")
+        obj = object.__new__(self.cls)
+        vars(obj).update(state)
+        result = getattr(self.cls, method)(obj, *args, **kwargs)
+        # The arrays that came in keep their numbers (the sandbox updates its own in place); new ones follow.
+        out, memo = list(arrays), {id(a): i for i, a in enumerate(arrays)}
+        return [wire.share([vars(obj), result], out, memo), out]
 
 
 class SubmissionNames(dict):

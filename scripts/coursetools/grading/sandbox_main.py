@@ -159,6 +159,53 @@ class Runner:
 
         return call_grader
 
+    def reference_class(self, name: str, fid, methods) -> type:
+        """A stand-in for a reference class of the grader's (``remote.ReferenceClass``).
+
+        Each method sends the instance's data attributes and its arguments to the grader, where the
+        reference method runs, and writes the state that comes back into the instance: arrays in
+        place (the caller's arrays an optimizer holds stay the caller's), other values rebound.
+        Attributes that are not data (a function the student stored) stay here, unseen.
+        """
+        import numpy as np
+
+        call = self.callback(fid)
+        wire = self.wire
+
+        def forward(method):
+            def reference_method(obj, *args, **kwargs):
+                state = {}
+                for key, value in vars(obj).items():
+                    try:
+                        wire.share(value, [], {})
+                    except wire.WireError:
+                        continue
+                    state[key] = value
+                arrays: list = []
+                tree = wire.share([state, list(args), kwargs], arrays, {})
+                reply = call(method, tree, arrays)
+                if type(reply) is not list or len(reply) != 2 or type(reply[1]) is not list:
+                    raise RuntimeError("the grader's reference method sent no state back")
+                back = list(reply[1])
+                for i, mine in enumerate(arrays[:len(back)]):
+                    new = back[i]
+                    if type(new) is np.ndarray and new.shape == mine.shape and new.dtype == mine.dtype \
+                            and mine.flags.writeable:
+                        np.copyto(mine, new)
+                        back[i] = mine  # the same object wherever it occurs: aliases stay aliases
+                new_state, result = wire.unshare(reply[0], back)
+                attributes = vars(obj)
+                for key in state:
+                    if key not in new_state:
+                        attributes.pop(key, None)
+                attributes.update(new_state)
+                return result
+
+            reference_method.__name__ = reference_method.__qualname__ = str(method)
+            return reference_method
+
+        return type(name, (), {"__module__": "grader", **{str(m): forward(str(m)) for m in methods}})
+
     def explain(self, exc: BaseException) -> str:
         """The exception's message, plus why when it names a course module the lab does not hand out."""
         message = str(exc)
@@ -233,8 +280,13 @@ class Runner:
         # Arrays, and flat lists / tuples / dicts of arrays (a model's parameters): both can be
         # changed in place, and the check reports it (as checker.student does in a notebook).
         originals = {k: snap for k, v in kwargs.items() if (snap := _snapshot(v)) is not None}
-        # The grader's reference functions in place of the student's earlier ones (a mistake charged once).
-        substitute = {str(name): self.callback(ref["__func__"]) for name, ref in msg.get("substitute", {}).items()}
+        # The grader's reference functions in place of the student's earlier ones (a mistake charged once);
+        # a reference class in place of the student's base class: a subclass called here is rebuilt on it.
+        substitute = {str(name): self.reference_class(str(name), ref["__class__"], ref.get("methods", []))
+                      if "__class__" in ref else self.callback(ref["__func__"])
+                      for name, ref in msg.get("substitute", {}).items()}
+        if isinstance(fn, type):
+            fn = rebased(fn, {name: ref for name, ref in substitute.items() if isinstance(ref, type)})
         missing = object()
         saved = {name: self.ns.get(name, missing) for name in substitute}
         out = CappedText()
@@ -264,6 +316,69 @@ class Runner:
         tree, out_arrays = self.encode(result)
         return {"status": "ok", "result": tree, "warnings": messages[:20], "mutated": mutated,
                 "output": out.text()}, out_arrays
+
+
+def rebased(cls: type, classes: dict) -> type:
+    """``cls`` rebuilt with each base named in ``classes`` replaced by that class (a class cascade).
+
+    The same as ``checker.student.rebased`` (the checker is not importable here in numpy-only labs):
+    the student's subclass on a reference base, its own methods unchanged, ``super()`` bound to the
+    rebuilt class. Bases that are themselves the student's classes built on a named one are rebuilt
+    too. ``cls`` itself when nothing is replaced or it cannot be rebuilt.
+    """
+    if not classes:
+        return cls
+    try:
+        return _rebase(cls, classes, {})
+    except Exception:  # an exotic class (slots, a metaclass of its own): no stand-in, the check stands
+        return cls
+
+
+def _rebase(cls: type, classes: dict, memo: dict) -> type:
+    if cls in memo:
+        return memo[cls]
+    bases = []
+    for base in cls.__bases__:
+        ref = classes.get(base.__name__)
+        if ref is not None and base is not ref:
+            bases.append(ref)
+        elif base.__module__ == cls.__module__ and any(k.__name__ in classes for k in base.__mro__):
+            bases.append(_rebase(base, classes, memo))
+        else:
+            bases.append(base)
+    if bases == list(cls.__bases__):
+        memo[cls] = cls
+        return cls
+    namespace = {k: v for k, v in vars(cls).items() if k not in ("__dict__", "__weakref__")}
+    new = type(cls)(cls.__name__, tuple(bases), namespace)
+    new.__qualname__ = cls.__qualname__
+    for key, value in namespace.items():
+        fixed = _bound_to(value, cls, new)
+        if fixed is not value:
+            setattr(new, key, fixed)
+    memo[cls] = new
+    return new
+
+
+def _bound_to(value, old: type, new: type):
+    """``value`` (a method, static or class method, property) with its ``__class__`` cell on ``new``."""
+    if isinstance(value, (staticmethod, classmethod)):
+        inner = _bound_to(value.__func__, old, new)
+        return value if inner is value.__func__ else type(value)(inner)
+    if isinstance(value, property):
+        parts = [_bound_to(f, old, new) if f is not None else None for f in (value.fget, value.fset, value.fdel)]
+        return value if parts == [value.fget, value.fset, value.fdel] else property(*parts, value.__doc__)
+    if not isinstance(value, types.FunctionType) or "__class__" not in value.__code__.co_freevars:
+        return value
+    cells = list(value.__closure__)
+    i = value.__code__.co_freevars.index("__class__")
+    if cells[i].cell_contents is not old:
+        return value
+    cells[i] = types.CellType(new)
+    fixed = types.FunctionType(value.__code__, value.__globals__, value.__name__, value.__defaults__, tuple(cells))
+    fixed.__kwdefaults__, fixed.__qualname__, fixed.__doc__ = value.__kwdefaults__, value.__qualname__, value.__doc__
+    fixed.__dict__.update(value.__dict__)
+    return fixed
 
 
 def _snapshot(value):

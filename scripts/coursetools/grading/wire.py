@@ -185,3 +185,64 @@ def read_frame(fd: int, wait=None, limit: int = MAX_ARRAY_BYTES + (64 << 20)) ->
     if n > limit:
         raise WireError("message too large")
     return read_exact(fd, n, wait)
+
+
+# ---------------------------------------------------------------------------
+# An object's state across the boundary, arrays shared by identity
+# ---------------------------------------------------------------------------
+# A reference class standing in for a student's base class (a mistake charged once) runs its
+# methods in the grader on the state of an instance that lives in the sandbox. That state shares
+# arrays (an optimizer's ``params`` are the caller's own arrays, ``caller_params`` holds them
+# again): :func:`encode` would send each occurrence as a copy of its own, and an update made in
+# place would reach one of them only. Here every array crosses once, named by its place in a
+# list, and the other side puts the very same object wherever it occurs.
+
+
+def share(value, arrays: list, memo: dict, depth: int = 0):
+    """A tree of ``value`` whose arrays are ``{"a": k}``, ``arrays[k]`` each array once (by identity).
+
+    Dicts become ``{"d": {...}}`` (string keys only); lists and tuples stay lists and tuples; other
+    leaves must be what :func:`encode` sends (anything else raises :class:`WireError`). ``memo`` maps
+    ``id(array)`` to its index; seed it with arrays already in ``arrays`` to name them again.
+    """
+    if depth > MAX_DEPTH:
+        raise WireError("value too deeply nested")
+    t = type(value)
+    if t is np.ndarray:
+        if value.dtype.kind not in "biuf":
+            raise WireError(f"cannot send an array of dtype {value.dtype}")
+        if id(value) not in memo:
+            memo[id(value)] = len(arrays)
+            arrays.append(value)
+        return {"a": memo[id(value)]}
+    if t is dict:
+        if not all(type(k) is str for k in value):
+            raise WireError("cannot send a dict with keys that are not strings")
+        return {"d": {k: share(v, arrays, memo, depth + 1) for k, v in value.items()}}
+    if t is list:
+        return [share(v, arrays, memo, depth + 1) for v in value]
+    if t is tuple:
+        return tuple(share(v, arrays, memo, depth + 1) for v in value)
+    if value is None or t in (bool, int, float, str) or \
+            (t.__module__ == "numpy" and isinstance(value, (np.floating, np.integer, np.bool_))):
+        return value
+    raise WireError(f"cannot send a {t.__name__}")
+
+
+def unshare(tree, arrays: list, depth: int = 0):
+    """Inverse of :func:`share`: ``{"a": k}`` becomes the object ``arrays[k]`` itself, wherever it occurs."""
+    if depth > MAX_DEPTH:
+        raise WireError("value too deeply nested")
+    t = type(tree)
+    if t is dict:
+        if set(tree) == {"a"} and type(tree["a"]) is int and 0 <= tree["a"] < len(arrays) \
+                and type(arrays[tree["a"]]) is np.ndarray:
+            return arrays[tree["a"]]
+        if set(tree) == {"d"} and type(tree["d"]) is dict:
+            return {str(k): unshare(v, arrays, depth + 1) for k, v in tree["d"].items()}
+        raise WireError("malformed shared value")
+    if t is list:
+        return [unshare(v, arrays, depth + 1) for v in tree]
+    if t is tuple:
+        return tuple(unshare(v, arrays, depth + 1) for v in tree)
+    return tree
