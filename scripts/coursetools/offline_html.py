@@ -16,11 +16,14 @@ a student's markdown answer cannot put markup or script into a feedback page thr
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+from jinja2 import pass_context
+from nbconvert import HTMLExporter
 from nbconvert.preprocessors import Preprocessor
 from traitlets import Bool
 
@@ -94,8 +97,13 @@ def sanitise_mathml(markup: str) -> str:
     return "".join(parser.out) + "".join(f"</{tag}>" for tag in reversed(parser.open))
 
 
+@functools.lru_cache(maxsize=8192)
 def tex_to_mathml(tex: str, display: bool) -> str:
-    """One formula as sanitised MathML; TeX that latex2mathml cannot read is shown as code, escaped."""
+    """One formula as sanitised MathML; TeX that latex2mathml cannot read is shown as code, escaped.
+
+    Cached: every feedback page of a class holds the lab's same formulas (about 90 in lab 01), and
+    converting them again cost a tenth of a page's time.
+    """
     from latex2mathml.converter import convert
 
     # latex2mathml lays out align* as a table but not aligned (its & would show): the same rows.
@@ -146,9 +154,67 @@ class MathToMathML(Preprocessor):
         return cell, resources
 
 
+_IMG_WITHOUT_ALT = re.compile(r"<img\b(?![^>]*\balt=)", re.I)
+ALT_TEXT = "No description has been provided for this image"
+
+
+class FeedbackHTMLExporter(HTMLExporter):
+    """nbconvert's HTMLExporter for nbgrader's (classic) feedback template, without its soup pass.
+
+    After rendering, HTMLExporter parses the whole page with BeautifulSoup to give images an
+    ``alt`` text and JupyterLab's cells a ``tabindex``, and writes it out again: a quarter of a
+    feedback page's time. The classic template has no JupyterLab cells, so here only the images
+    get their ``alt``, on the rendered text; a JupyterLab-style page takes HTMLExporter's own way.
+    """
+
+    def from_notebook_node(self, nb, resources=None, **kw):
+        if self.template_name != "feedback":
+            return super().from_notebook_node(nb, resources, **kw)
+        return render_without_soup(self, nb, resources, **kw)
+
+    @pass_context
+    def markdown2html(self, context, source):
+        """HTMLExporter's markdown filter, remembered per text: a class's pages share the lab's markdown."""
+        if context.get("cell", {}).get("attachments") or self.embed_images:
+            return super().markdown2html(context, source)
+        key = source  # the notebook's path matters only to embedded images, and they bypass the cache
+        if key not in self._markdown:
+            if len(self._markdown) > 4096:
+                self._markdown.clear()
+            self._markdown[key] = super().markdown2html(context, source)
+        return self._markdown[key]
+
+    @property
+    def _markdown(self) -> dict:
+        cache = self.__dict__.get("_markdown_cache")
+        if cache is None:
+            cache = self.__dict__["_markdown_cache"] = {}
+        return cache
+
+
+def render_without_soup(exporter: HTMLExporter, nb, resources=None, **kw):
+    """``exporter.from_notebook_node`` as HTMLExporter does it, but its soup pass done on the text.
+
+    For templates without JupyterLab's cells (classic, nbgrader's feedback): images get the alt
+    text HTMLExporter would give them; nothing else of that pass applies there.
+    """
+    from nbconvert.exporters.templateexporter import TemplateExporter
+    from nbconvert.filters.highlight import Highlight2HTML
+    from nbconvert.filters.widgetsdatatypefilter import WidgetsDataTypeFilter
+
+    langinfo = nb.metadata.get("language_info", {})
+    lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
+    exporter.register_filter("highlight_code", exporter.filters.get(
+        "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=exporter)))
+    resources = exporter._init_resources(resources)
+    exporter.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata=exporter._nb_metadata,
+                                                                       parent=exporter, resources=resources))
+    page, resources = TemplateExporter.from_notebook_node(exporter, nb, resources, **kw)
+    return _IMG_WITHOUT_ALT.sub(f'<img alt="{ALT_TEXT}"', page), resources
+
+
 def review_exporter():
     """nbconvert's HTMLExporter for review pages: JupyterLab's look, math as MathML, no script loaded."""
-    from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(extra_template_basedirs=[str(TEMPLATES)], template_name="offline_lab")
     exporter.register_preprocessor(MathToMathML(), enabled=True)

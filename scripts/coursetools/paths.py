@@ -7,6 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTIONS = ROOT / "solutions"
 LABS = ROOT / "labs"
+SCRIPTS = ROOT / "scripts"  # the course's own modules (math_utils, checker, coursetools...)
 BUILD = ROOT / "build"
 
 

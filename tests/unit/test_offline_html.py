@@ -67,3 +67,47 @@ def test_review_page_loads_no_script_and_has_no_raw_math():
     assert "<script" not in page, re.findall(r"<script[^>]*>", page)[:3]
     assert not re.search(r"(src|href)=\"https?:", page)
     assert page.count("<math") > 50 and "white-space: pre-wrap" in page
+
+
+def _feedback_like_notebook():
+    """A lab's markdown (math included), a printed output and a figure without alt text."""
+    nb = nbformat.read(solution_notebook(lab_ids()[0]), as_version=4)
+    nb.cells = nb.cells[:12]
+    png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==")
+    code = nbformat.v4.new_code_cell("print('hi')", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="hi\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Figure>"})])
+    nb.cells.append(code)
+    return nb
+
+
+def test_feedback_exporter_writes_the_page_html_exporter_writes_without_its_soup_pass():
+    """FeedbackHTMLExporter skips HTMLExporter's BeautifulSoup round trip: same text, same images,
+    every image with its alt text (what that pass added), the lab's markdown rendered as before."""
+    from bs4 import BeautifulSoup
+    from nbconvert import HTMLExporter
+
+    nb = _feedback_like_notebook()
+    # nbgrader's feedback template extends the classic one: compare there.
+    stock, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
+    page, _ = offline_html.render_without_soup(offline_html.FeedbackHTMLExporter(template_name="classic"), nb)
+    ours, theirs = BeautifulSoup(page, "html.parser"), BeautifulSoup(stock, "html.parser")
+    assert ours.get_text() == theirs.get_text()
+    assert [img.get("src") for img in ours.find_all("img")] == [img.get("src") for img in theirs.find_all("img")]
+    assert all(img.get("alt") == offline_html.ALT_TEXT for img in ours.find_all("img"))
+    assert len(ours.find_all("img")) >= 1
+
+
+def test_feedback_exporter_renders_each_markdown_text_once_and_the_same_way():
+    from nbconvert import HTMLExporter
+
+    nb = _feedback_like_notebook()
+    exporter = offline_html.FeedbackHTMLExporter(template_name="classic")
+    first, _ = offline_html.render_without_soup(exporter, nb)
+    cached = len(exporter._markdown)
+    assert cached >= 5
+    second, _ = offline_html.render_without_soup(exporter, nb)
+    assert second == first and len(exporter._markdown) == cached
+    # A cell with attachments is rendered afresh (its images are its own).
+    assert exporter.markdown2html({"cell": {"attachments": {"a.png": {}}}}, "# Title") == \
+        HTMLExporter().markdown2html({"cell": {"attachments": {"a.png": {}}}}, "# Title")

@@ -195,16 +195,6 @@ def main(argv=None) -> int:
     limits = Limits(memory_bytes=int(args.memory_gb * 2**30), call_seconds=args.timeout,
                     notebook_seconds=args.notebook_timeout)
     isolation = machine_isolation()
-    try:
-        layers = probe_layers(isolation, limits)
-    except Exception as exc:
-        print(f"make grade: a sandbox cannot start on this machine ({exc}); nothing was graded", file=sys.stderr)
-        return 1
-    print("isolation of each submission on this machine:\n" + describe_layers(isolation, layers), file=sys.stderr)
-    if executors.isolation_problem(args, layers):
-        print(f"make grade: {executors.isolation_problem(args, layers)}; nothing was graded", file=sys.stderr)
-        return 1
-
     from .nbgrader_bridge import NbgraderCourse
 
     course = NbgraderCourse(out, args.db)
@@ -218,6 +208,19 @@ def main(argv=None) -> int:
                                        initializer=_init_worker,
                                        initargs=(labs_used, max(1, (os.cpu_count() or 1) // workers)))
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error, queued notebooks go
+            # Start the workers now: their imports and the lab's setup take seconds, which this process's
+            # probe of the sandbox and nbgrader's assignment then no longer wait for.
+            for _ in range(workers):
+                pool.submit(int)
+        try:
+            layers = probe_layers(isolation, limits)
+        except Exception as exc:
+            print(f"make grade: a sandbox cannot start on this machine ({exc}); nothing was graded", file=sys.stderr)
+            return 1
+        print("isolation of each submission on this machine:\n" + describe_layers(isolation, layers), file=sys.stderr)
+        if executors.isolation_problem(args, layers):
+            print(f"make grade: {executors.isolation_problem(args, layers)}; nothing was graded", file=sys.stderr)
+            return 1
         # The local pool or Dask workers, behind the journal in OUT (executors.py).
         pool = executors.runner(args, out, stack, pool, workers, labs_used, isolation, limits)
         return _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,

@@ -23,6 +23,7 @@ from nbformat.v4 import new_output
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
+from ..offline_html import FeedbackHTMLExporter
 from ..paths import SOLUTIONS, tool_env
 from . import outputs
 
@@ -226,6 +227,7 @@ class NbgraderCourse:
 
 def nbgrader_api(root: Path, db_url: str):
     """An ``NbGraderAPI`` for the course at ``root``, configured by its nbgrader_config.py."""
+    _in_process_nbgrader()
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config.loader import PyFileConfigLoader
@@ -240,6 +242,54 @@ def nbgrader_api(root: Path, db_url: str):
     return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
 
+def alembic_head() -> str:
+    """The gradebook schema's alembic revision, as ``alembic heads`` prints it, read in this process.
+
+    nbgrader asks a new ``alembic`` process for it whenever it creates a gradebook: two seconds
+    of every make grade into a new OUT, for a constant of the installed nbgrader.
+    """
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+
+    return ScriptDirectory(ALEMBIC_DIR).get_current_head()
+
+
+def _validate_checked_schema(instance, schema) -> None:
+    """``jsonschema.validate`` with the schema checked once, not on every call.
+
+    nbgrader validates every cell's metadata against its own constant schema, and
+    ``jsonschema.validate`` checks that schema itself each time (nine tenths of the cost).
+    """
+    import jsonschema
+
+    key = id(schema)
+    validator = _VALIDATORS.get(key)
+    if validator is None or validator.schema is not schema:
+        cls = jsonschema.validators.validator_for(schema)
+        cls.check_schema(schema)
+        validator = _VALIDATORS[key] = cls(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is not None:
+        raise error
+
+
+_VALIDATORS: dict = {}
+
+
+def _in_process_nbgrader() -> None:
+    """nbgrader's per-call constants computed once in this process (same values, same errors)."""
+    import types
+
+    import jsonschema
+    import nbgrader.api
+    from nbgrader.nbgraderformat import common
+
+    nbgrader.api.get_alembic_version = alembic_head
+    if not isinstance(common.jsonschema, types.SimpleNamespace):
+        common.jsonschema = types.SimpleNamespace(validate=_validate_checked_schema,
+                                                  ValidationError=jsonschema.ValidationError)
+
+
 def _kept_feedback_converter(api):
     """nbgrader's GenerateFeedback (configured as the API configures it) that builds its exporter once."""
     from nbconvert.writers import FilesWriter
@@ -248,6 +298,7 @@ def _kept_feedback_converter(api):
 
     class KeptFeedback(GenerateFeedback):
         _built = False
+        exporter_class = FeedbackHTMLExporter
 
         def start(self) -> None:  # BaseConverter.start, with the writer and exporter made on the first call only
             self.init_notebooks()

@@ -12,11 +12,29 @@ from pathlib import Path
 
 import nbformat
 
-from ..paths import lab_notebook, solution_notebook
+from ..paths import SCRIPTS, lab_notebook, solution_notebook
 
 
 def nbgrader_meta(cell) -> dict:
     return cell.get("metadata", {}).get("nbgrader", {})
+
+
+def imported_modules(source: str) -> list[str]:
+    """Modules a cell imports by absolute name (``import a.b``, ``from a.b import c``), in order.
+
+    A cell that is not Python (a syntax error the student must fix) imports nothing here.
+    """
+    try:
+        tree = ast.parse(strip_magics(source))
+    except SyntaxError:
+        return []
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.append(node.module)
+    return list(dict.fromkeys(names))
 
 
 def strip_magics(source: str) -> str:
@@ -44,6 +62,9 @@ class TrustedLab:
     grade_cells : list of GradeCell
     numpy_only : bool
         From the lab's checker module (``NUMPY_ONLY``), default True.
+    demo_imports : list of str
+        Libraries the lab's own demonstration cells import (``from sklearn.datasets import ...``):
+        preloaded in the sandbox server, so a forked sandbox does not import them per notebook.
     """
 
     lab: str
@@ -53,6 +74,7 @@ class TrustedLab:
     stub_sources: dict = field(default_factory=dict)
     numpy_only: bool = True
     checker_module: str = ""
+    demo_imports: list = field(default_factory=list)
     _globals: dict | None = None
 
     @classmethod
@@ -62,6 +84,8 @@ class TrustedLab:
         trusted = cls(lab)
         for cell in nb.cells:
             meta = nbgrader_meta(cell)
+            if cell.cell_type == "code" and not meta.get("solution") and not meta.get("grade"):
+                trusted.demo_imports += [m for m in imported_modules(cell.source) if m not in trusted.demo_imports]
             if cell.cell_type != "code" or not meta:
                 continue
             if meta.get("grade") and not meta.get("solution"):
@@ -90,6 +114,11 @@ class TrustedLab:
         names: list[str] = [] if self.numpy_only else ["torch", self.checker_module]
         for module, attrs in self.handed_out.items():
             names += [module] + [f"{module}.{attr}" for attr in attrs or ()]  # an attr may be a submodule
+        # Importing a library costs every notebook that uses it (scikit-learn: half a second) unless the
+        # server has it; preloading only imports it, it hands nothing out. The course's own modules are
+        # left out: what a sandbox may use of them is what the setup cells hand out, nothing else.
+        course = {path.stem for path in SCRIPTS.iterdir()}
+        names += [m for m in self.demo_imports if m.split(".")[0] not in course]
         if self.numpy_only:
             names = [n for n in names if n.split(".")[0] not in ("torch", "checker", "jax", "tensorflow")]
         return list(dict.fromkeys(names))
