@@ -288,4 +288,13 @@ def build_faulty_net(seed: int, fault: Optional[int], n_blocks: int = 6, width: 
         blocks.append(nn.Sequential(_linear(W, b), act))
     head = _linear(rng.normal(0.0, np.sqrt(1.0 / width), size=(width, 2)), np.zeros(2))
     x = torch.as_tensor(rng.normal(0.0, 1.0, size=(n_samples, width)), dtype=DT)
-    return FaultyNet(head, blocks), x
+    model = FaultyNet(head, blocks)
+    if (n_blocks, width, n_samples) == (6, 8, 5) and isinstance(seed, int) and (fault is None or isinstance(fault, int)):
+        # The call that made them, so the course's grader can build its own copy of this model and
+        # input when a student's function passes them on to a function the grader runs (a model
+        # cannot be sent as data).
+        for item, value in enumerate((model, x)):
+            value._made_by = {"module": "nets", "function": "build_faulty_net",
+                              "kwargs": {"seed": int(seed), "fault": None if fault is None else int(fault)},
+                              "item": item}
+    return model, x

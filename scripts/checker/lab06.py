@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from nets import build_faulty_net, build_mlp, mlp_weights
 
 from .compare import GRADIENT_TOL, CheckFailure, Tolerance, describe_type
-from .exercise import ExerciseCheck, outcome, score_parts
-from .student import refuse_tensor, Call, call_student
+from .exercise import ExerciseCheck, charges_once, outcome, score_parts
+from .student import Call, MadeBy, call_student, refuse_tensor
 from .variants import exclusive
 
 #: Students may use PyTorch inside this lab's exercises (they still return plain data).
@@ -263,10 +263,11 @@ HE_MISTAKES = {"he-variance-wrong": [lambda a, b: 2.0 / b, lambda a, b: 1.0 / a,
                "init-std-as-variance": [lambda a, b: (2.0 / a) ** 2]}
 
 
-#: The points of Exercise 1's grade cell, shared by xavier_normal and he_normal (partial credit per
-#: function: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps it equal to the notebook's.
+#: The points of Exercise 1's grade cell, shared by xavier_normal and he_normal, and of Exercise 4's,
+#: shared by nonfinite_modules and first_nonfinite_module (partial credit per function:
+#: checker.exercise.score_parts); tests/unit/test_partial_credit.py keeps them equal to the notebook's.
 INIT_POINTS = 3.0
-POINTS = {"check_init": INIT_POINTS}
+POINTS = {"check_init": INIT_POINTS, "check_nan_locator": 2.0}
 
 
 def check_init(xavier_normal, he_normal, seed=0, shapes=INIT_SHAPES, width=256, depth=10, n_nets=6):
@@ -426,9 +427,9 @@ def check_warmup_clipping(train_with_warmup_and_clipping, cases=WARMUP_CASES):
 NAN_CASES = ((0, 2), (1, 0), (2, 4), (3, 3), (4, None))
 
 
-def _forward_trace(seed, fault):
-    """Module names in the order their forward hooks fire (first firing), and the non-finite ones."""
-    model, x = build_faulty_net(seed, fault)
+def _trace(model, x):
+    """Module names in the order their forward hooks fire (first firing), the non-finite ones, and
+    the names in registration order (``model.named_modules()``)."""
     order, bad = [], []
 
     def hook_for(name):
@@ -450,16 +451,44 @@ def _forward_trace(seed, fault):
     return order, bad, registration
 
 
-def check_nan_locator(first_nonfinite_module, cases=NAN_CASES):
-    """Check ``first_nonfinite_module(seed, fault) -> str or None`` on ``nets.build_faulty_net``.
+def _forward_trace(seed, fault):
+    return _trace(*build_faulty_net(seed, fault))
 
-    The answer is the name (as in ``model.named_modules()``) of the first module, in execution
-    order, whose output holds a NaN or an inf; None when every output is finite. It is compared
-    as its position in execution order (-1 for None).
-    """
-    check = ExerciseCheck("first_nonfinite_module", reference="forward hooks in execution order", tol=EXACT_TOL)
-    for seed, fault in cases:
-        order, bad, registration = _forward_trace(seed, fault)
+
+def _nonfinite_modules(model, x):
+    """Exercise 4's ``nonfinite_modules`` as a correct submission has it: ``first_nonfinite_module``
+    built on a wrong one is checked with this in its place (a mistake charged once)."""
+    return list(_trace(model, x)[1])
+
+
+def _position(order, name):
+    return -1.0 if name is None else float(order.index(name))
+
+
+def _check_nonfinite_modules(check, nonfinite_modules, traces):
+    """``nonfinite_modules(model, x)`` on each case's faulty net, built where the function runs
+    (under make grade, in the sandbox: ``MadeBy``), against forward hooks in the grader."""
+    for (seed, fault), (order, bad, registration) in traces.items():
+        made = MadeBy("nets", "build_faulty_net", seed=seed, fault=fault)
+        call = call_student(nonfinite_modules, "nonfinite_modules", model=made[0], x=made[1])
+        got = call.result
+        if not isinstance(got, (list, tuple)) or not all(isinstance(n, str) and n in order for n in got):
+            raise CheckFailure(
+                f"nonfinite_modules(model, x) for build_faulty_net(seed={seed}, fault={fault}) returned {got!r}; "
+                f"return a list of module names as model.named_modules() gives them (such as {order[0]!r}), "
+                f"[] if every output is finite.", "wrong-return-type")
+        check.compare("positions in execution order of the modules returned", np.array([_position(order, n) for n in got]),
+                      np.array([_position(order, n) for n in bad]), call,
+                      case=f"build_faulty_net(seed={seed}, fault={fault}): you returned {list(got)!r}, the non-finite "
+                           f"outputs come from {bad!r}, in this order")
+        check.cases += 1
+
+
+@charges_once(nonfinite_modules=(_nonfinite_modules, "its own part of this exercise"))
+def _check_first_nonfinite_module(check, first_nonfinite_module, traces):
+    """``first_nonfinite_module(seed, fault)``; when it calls a wrong ``nonfinite_modules``, it keeps its
+    share if it is right given a right one."""
+    for (seed, fault), (order, bad, registration) in traces.items():
         expected = bad[0] if bad else None
         call = call_student(first_nonfinite_module, "first_nonfinite_module", seed=seed, fault=fault)
         got = call.result
@@ -468,22 +497,46 @@ def check_nan_locator(first_nonfinite_module, cases=NAN_CASES):
                 f"first_nonfinite_module(seed={seed}, fault={fault}) returned {got!r}; return a module name as "
                 f"model.named_modules() gives it (such as {order[0]!r}), or None if every output is finite.",
                 "wrong-return-type")
-
-        def position(name):
-            return -1.0 if name is None else float(order.index(name))
-
         wrong = []
         if bad:
-            wrong.append(position(bad[-1]))  # the last non-finite output: the whole model
+            wrong.append(_position(order, bad[-1]))  # the last non-finite output: the whole model
             in_registration_order = [n for n in registration if n in bad]
-            wrong.append(position(in_registration_order[0]))
-        wrong = [w for w in wrong if w != position(expected)]
-        check.compare("position in execution order of the module returned", position(got), position(expected),
-                      call, case=f"seed={seed}, fault={fault}: you returned {got!r}, the first non-finite "
-                                 f"output comes from {expected!r}",
+            wrong.append(_position(order, in_registration_order[0]))
+        wrong = [w for w in wrong if w != _position(order, expected)]
+        check.compare("position in execution order of the module returned", _position(order, got),
+                      _position(order, expected), call,
+                      case=f"seed={seed}, fault={fault}: you returned {got!r}, the first non-finite "
+                           f"output comes from {expected!r}",
                       variants={"nan-locator-not-first": wrong} if wrong else None)
         check.cases += 1
-    return check.passed()
+
+
+def check_nan_locator(nonfinite_modules, first_nonfinite_module, cases=NAN_CASES):
+    """Check ``nonfinite_modules(model, x)`` and ``first_nonfinite_module(seed, fault)``, each for its own points.
+
+    Both run on ``nets.build_faulty_net(seed, fault)`` for every case. ``nonfinite_modules`` must list
+    the names (as in ``model.named_modules()``) of the modules whose output holds a NaN or an inf, in
+    execution order; ``first_nonfinite_module`` the first of them, None when every output is finite.
+    Names are compared as their positions in execution order (-1 for None). A
+    ``first_nonfinite_module`` that calls a wrong ``nonfinite_modules`` keeps its share when it is
+    right with a correct one in its place.
+    """
+    traces = {(seed, fault): _forward_trace(seed, fault) for seed, fault in cases}
+    reference = "forward hooks in execution order"
+    checks = {"nonfinite_modules": ExerciseCheck("nonfinite_modules", reference=reference, tol=EXACT_TOL),
+              "first_nonfinite_module": ExerciseCheck("first_nonfinite_module", reference=reference, tol=EXACT_TOL)}
+    outcomes = {
+        "nonfinite_modules": outcome(lambda: _check_nonfinite_modules(
+            checks["nonfinite_modules"], nonfinite_modules, traces)),
+        "first_nonfinite_module": outcome(lambda: _check_first_nonfinite_module(
+            checks["first_nonfinite_module"], first_nonfinite_module, traces)),
+    }
+
+    def summary():
+        for check in checks.values():
+            check.passed()
+
+    return score_parts(POINTS["check_nan_locator"], outcomes, summary, "check_nan_locator")
 
 
 # ---------------------------------------------------------------------------

@@ -40,6 +40,54 @@ class RemoteValue:
         raise NotImplementedError
 
 
+class MadeBy:
+    """Arguments built where the student's function runs, by a course function the lab hands out.
+
+    A torch model cannot cross into the grader's sandbox: a check that calls the student's function
+    on ``build_faulty_net(seed, fault)`` passes ``made[0], made[1]`` for
+    ``made = MadeBy("nets", "build_faulty_net", seed=seed, fault=fault)``. In a notebook the check
+    builds it here; under ``make grade`` the sandbox builds it with its own (handed-out) copy of the
+    function, once per call however many items are used, and only the result of the student's
+    function comes back. ``kwargs`` must be plain data.
+    """
+
+    def __init__(self, module: str, function: str, **kwargs):
+        self.module, self.function, self.kwargs = module, function, kwargs
+
+    def __getitem__(self, item: int) -> "MadeItem":
+        return MadeItem(self, item)
+
+    def build(self):
+        import importlib
+
+        return getattr(importlib.import_module(self.module), self.function)(**self.kwargs)
+
+    def recipe(self) -> dict:
+        """What the sandbox is told: plain data (``wire``'s ``__made__``)."""
+        return {"module": self.module, "function": self.function, "kwargs": dict(self.kwargs), "key": id(self)}
+
+
+@dataclass(frozen=True)
+class MadeItem:
+    """Item ``item`` of what a :class:`MadeBy` builds (its whole result for ``item=None``)."""
+
+    made: MadeBy
+    item: int | None = None
+
+
+def _built(inputs: dict) -> dict:
+    """``inputs`` with every :class:`MadeItem` built here (each :class:`MadeBy` once)."""
+    results: dict = {}
+    out = {}
+    for k, v in inputs.items():
+        if isinstance(v, MadeItem):
+            if id(v.made) not in results:
+                results[id(v.made)] = v.made.build()
+            v = results[id(v.made)] if v.item is None else results[id(v.made)][v.item]
+        out[k] = v
+    return out
+
+
 @dataclass
 class Call:
     """Outcome of one call to a student's function."""
@@ -280,6 +328,7 @@ def call_student(fn, name: str, **inputs) -> Call:
     if isinstance(fn, type):  # a class built on the student's earlier class: on the reference's instead
         fn = rebased(fn, {k: v for k, v in references.items() if isinstance(v, type)})
     torch_used = _torch_names(fn) if _numpy_only_lab() else []
+    inputs = _built(inputs)
     # Deep copies: nothing the student does to its arguments reaches the check's own data.
     copies = {k: (_lent(v) if isinstance(v, types.FunctionType) else v if callable(v) else copy.deepcopy(v))
               for k, v in inputs.items()}
@@ -301,7 +350,7 @@ def call_student(fn, name: str, **inputs) -> Call:
             raise CheckFailure(
                 f"{name} raised {type(exc).__name__}: {exc}{_where(exc)}\n"
                 f"  Inputs: " + ", ".join(
-                    f"{k} shape {v.shape}" if isinstance(v, np.ndarray) else f"{k}={v!r}"
+                    f"{k} shape {v.shape}" if isinstance(v, np.ndarray) else _shown(k, v)
                     for k, v in inputs.items()), "raised-exception") from None
     if torch_used and not _holds_tensor(result):
         # make grade refuses torch in a numpy-only lab: the notebook says so too rather than pass the
@@ -312,6 +361,12 @@ def call_student(fn, name: str, **inputs) -> Call:
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     mutated = [k for k, v in originals.items() if _changed(copies[k], v)]
     return Call(result, messages, mutated)
+
+
+def _shown(name: str, value) -> str:
+    """``name=value`` for a message; a value whose repr runs long (a model) by its type only."""
+    text = repr(value)
+    return f"{name}={text}" if len(text) <= 80 else f"{name}: a {type(value).__name__}"
 
 
 def _holds_tensor(value, depth: int = 0) -> bool:

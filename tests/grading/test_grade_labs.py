@@ -14,7 +14,8 @@ import pytest
 from coursetools.grading import cli
 from coursetools.paths import lab_ids
 from fixtures.alternatives import ALTERNATIVES
-from fixtures.cascades import CASCADES, PARTIAL_CHECK, PARTIAL_LAB, PARTS, RELU_AT_ZERO
+from fixtures.cascades import (CASCADES, HELPER_CHECK, HELPER_LAB, HELPER_PARTS, NAN_ONLY, PARTIAL_CHECK, PARTIAL_LAB,
+                               PARTS, RELU_AT_ZERO)
 from fixtures.mistakes import MISTAKES
 from fixtures.notebooks import group_mistakes, representatives, run_checks, solution_sources, submission
 
@@ -36,6 +37,8 @@ def class_results(tmp_path_factory):
             students["cascade"] = [c.mistake for c in CASCADES[lab]]
         if lab == PARTIAL_LAB:
             students["partial"] = [RELU_AT_ZERO]
+        if lab == HELPER_LAB:
+            students["partial"] = [NAN_ONLY]
         if ALTERNATIVES.get(lab):  # correct work written another way (issue 17 item 6): full marks
             students["alternatives"] = ALTERNATIVES[lab]
         for student, group in students.items():
@@ -117,3 +120,17 @@ def test_partial_credit_per_function(class_results):
     assert float(row["score"]) == pytest.approx(0.75 * float(row["max_score"])), row
     assert row["parts"] == PARTS and row["misconception"] == "relu-derivative-at-zero", row
     assert totals[("partial", PARTIAL_LAB)]["status"] == "graded", "nbgrader's gradebook agrees with the grader"
+
+
+@pytest.mark.skipif(HELPER_LAB not in LABS, reason="no fixtures for that lab")
+def test_partial_credit_with_a_helper_charged_once(class_results):
+    """Lab 06 Exercise 4: nonfinite_modules wrong (NaN only) loses its share; first_nonfinite_module,
+    which calls it on a model that lives in the sandbox, keeps its own, and its feedback says why."""
+    _, rows, totals, out = class_results
+    row = next(r for r in rows if r["student"] == "partial" and r["lab"] == HELPER_LAB
+               and r["question"] == HELPER_CHECK)
+    assert float(row["score"]) == pytest.approx(0.5 * float(row["max_score"])), row
+    assert row["parts"] == HELPER_PARTS, row
+    feedback = (out / "feedback" / "partial" / HELPER_LAB / f"{HELPER_LAB}.html").read_text(encoding="utf-8")
+    assert "correct given a correct `nonfinite_modules`" in feedback
+    assert totals[("partial", HELPER_LAB)]["status"] == "graded"

@@ -66,3 +66,26 @@ def test_make_grade_gives_full_points_to_a_namedtuple_and_an_ordereddict(tmp_pat
     verdicts = grade_submission(only, "ann", solution_sources(lab, alternatives), workdir=tmp_path).verdicts
     assert [(v.grade_id, v.points) for v in verdicts] == [(c.grade_id, c.points) for c in only.grade_cells], \
         [v.message for v in verdicts]
+
+
+def test_the_grader_rebuilds_only_what_it_lists_with_small_integers():
+    """A model a sandbox sends back crosses as the call that built it: the grader builds its own copy
+    only for a function of REBUILDABLE that the lab hands out, with its keywords, small integers."""
+    import pytest
+
+    from coursetools.grading.sandbox import Sandbox
+    from coursetools.grading.wire import WireError
+
+    sandbox = Sandbox(numpy_only=False, handed_out={"nets": ["build_faulty_net", "build_mlp"]})
+
+    def recipe(function="build_faulty_net", **kwargs):
+        return {"module": "nets", "function": function, "kwargs": encode(kwargs)[0]}
+
+    model = sandbox._rebuild(recipe(seed=3, fault=1), 0)
+    assert type(model).__name__ == "FaultyNet"
+    for bad in (recipe("build_mlp", weights=[], biases=[]), recipe(seed=3, fault=1, n_blocks=10**7),
+                recipe(seed=2**40, fault=1), recipe(seed=1.5, fault=None), recipe("_linear", seed=1)):
+        with pytest.raises(WireError):
+            sandbox._rebuild(bad, 0)
+    with pytest.raises(WireError):   # not handed out by this lab
+        Sandbox(numpy_only=False, handed_out={"nets": ["build_mlp"]})._rebuild(recipe(seed=3, fault=1), 0)

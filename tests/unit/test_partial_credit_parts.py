@@ -90,6 +90,13 @@ PARTS_BY_EXERCISE: dict[tuple[str, str], dict[str, Mistake]] = {
                                 "np.sqrt(1.0 / (n_in + n_out))"),
         "he_normal": _wrong("ex1_init", "check_ex1_init", "np.sqrt(2.0 / n_in)", "np.sqrt(2.0 / n_out)"),
     },
+    ("06_training_dynamics", "check_ex4_nan_locator"): {
+        # NaN only: an inf (the overflowing exp) is not found.
+        "nonfinite_modules": _wrong("ex4_nan_locator", "check_ex4_nan_locator",
+                                    "not torch.isfinite(output).all()", "torch.isnan(output).any()"),
+        "first_nonfinite_module": _wrong("ex4_nan_locator", "check_ex4_nan_locator",
+                                         "return hits[0] if hits else None", "return hits[-1] if hits else None"),
+    },
     ("07_normalization_regularization", "check_ex1_batchnorm"): {
         "batchnorm_forward": _wrong("ex1_batchnorm", "check_ex1_batchnorm", "    var = x.var(axis=0)  #",
                                     "    var = x.var(axis=0, ddof=1)  #"),
@@ -194,6 +201,10 @@ BUILT_ON_A_HELPER = [
      PARTS_BY_EXERCISE[("07_normalization_regularization", "check_ex4_dropout")]["dropout_forward"],
      _wrong("ex4_dropout", "check_ex4_dropout", "    return dy * mask / (1.0 - p)",
             "    return dropout_forward(dy, mask, p)"), "dropout_forward"),
+    # first_nonfinite_module calls nonfinite_modules on a model: under make grade both live in the sandbox.
+    ("06_training_dynamics", "check_ex4_nan_locator",
+     PARTS_BY_EXERCISE[("06_training_dynamics", "check_ex4_nan_locator")]["nonfinite_modules"], None,
+     "nonfinite_modules"),
     ("07_normalization_regularization", "check_ex8_penalties",
      _wrong("ex8_penalties", "check_ex8_penalties", "return float(0.5 * lam * (w ** 2).sum()), lam * w",
             "return float(0.5 * lam * (w ** 2).sum()), 2 * lam * w"),
@@ -226,3 +237,36 @@ def test_low_rank_approx_built_on_a_wrong_reduced_svd_keeps_its_points():
     assert "correct given a correct `reduced_svd`; `reduced_svd` fails Exercise 1" in out, out
     value, _ = _scored(lab, "check_ex1_svd", [wrong_svd, calls_it])   # charged there: reduced_svd's share
     assert float(value) == pytest.approx(_points(lab, "check_ex1_svd") / 2) and value.parts["reduced_svd"] != "ok"
+
+
+def test_nan_locator_parts_under_the_grader(tmp_path, capsys):
+    """Lab 06 Exercise 4 in a sandbox: nonfinite_modules runs on models the sandbox builds itself
+    (a torch model cannot cross), first_nonfinite_module built on a wrong nonfinite_modules keeps its
+    share (the reference runs in the grader on its own copy of the model the student's code passed)."""
+    from checker.lab06 import check_nan_locator
+    from coursetools.grading.remote import SubmissionNames
+    from coursetools.grading.sandbox import Limits, Sandbox
+
+    lab, gid = "06_training_dynamics", "check_ex4_nan_locator"
+    parts = PARTS_BY_EXERCISE[(lab, gid)]
+    setup = "import torch\nfrom nets import build_faulty_net\n"
+    with Sandbox(numpy_only=False, preload=["torch"], handed_out={"nets": ["build_faulty_net"]},
+                 limits=Limits(call_seconds=60), workdir=tmp_path) as sandbox:
+        def scored(mistakes):
+            reply, _ = sandbox.request({"op": "exec", "cell": "student",
+                                        "source": setup + solution_sources(lab, mistakes)["ex4_nan_locator"]})
+            assert reply["ok"], reply
+            reply, _ = sandbox.request({"op": "names"})
+            names = SubmissionNames(sandbox, reply["names"], trusted={})
+            with scoring_by_value():
+                return check_nan_locator(names["nonfinite_modules"], names["first_nonfinite_module"])
+
+        assert scored([]) is None, capsys.readouterr().out
+        value = scored([parts["nonfinite_modules"]])
+        assert float(value) == pytest.approx(_points(lab, gid) / 2), value
+        assert value.parts == {"nonfinite_modules": "wrong", "first_nonfinite_module": "ok"}, value.parts
+        assert "correct given a correct `nonfinite_modules`" in capsys.readouterr().out
+        value = scored([parts["first_nonfinite_module"]])
+        assert value.parts == {"nonfinite_modules": "ok", "first_nonfinite_module": "nan-locator-not-first"}
+        with pytest.raises(CheckFailure):
+            scored(list(parts.values()))

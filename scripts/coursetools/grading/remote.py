@@ -7,7 +7,7 @@ import builtins
 import numpy as np
 
 from checker.compare import CheckFailure
-from checker.student import Call, RemoteValue
+from checker.student import Call, MadeItem, RemoteValue
 
 from . import wire
 from .course_view import MISCONCEPTION as NOT_HANDED_OUT, REFUSAL_MARK
@@ -37,6 +37,12 @@ class RemoteObject(RemoteValue):
 
     def _encode(self, value):
         def to_handle(obj):
+            if isinstance(obj, MadeItem):  # built in the sandbox by a course function (a torch model)
+                recipe = obj.made.recipe()
+                recipe["kwargs"], arrays = wire.encode(recipe["kwargs"])  # plain data only: no objects ...
+                if arrays:
+                    raise wire.WireError("the arguments of a course function the sandbox runs must not be arrays")
+                return {"__made__": recipe, "item": obj.item}
             if isinstance(obj, RemoteObject):
                 return {k: v for k, v in obj._target.items()} if "__handle__" in obj._target else \
                     {"__handle__": -1}

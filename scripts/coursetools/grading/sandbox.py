@@ -93,6 +93,12 @@ def cpu_seconds_of(pid: int | None) -> float:
         return 0.0
 
 
+#: Course functions whose results (torch models: not data) a sandbox may send back to the grader as the
+#: call that made them, with the keywords allowed: the grader builds its own copy (a reference that
+#: stands in for a student's earlier function gets the model the student's code passed it).
+REBUILDABLE = {("nets", "build_faulty_net"): ("seed", "fault")}
+
+
 class Sandbox:
     """One submission's code, running in its own process.
 
@@ -335,7 +341,7 @@ class Sandbox:
             self.close()
             raise SandboxViolation("the sandbox called back a function the grader never gave it")
         try:
-            args, kwargs = wire.decode(msg["args"], arrays)
+            args, kwargs = wire.decode(msg["args"], arrays, from_made=self._rebuild)
             if not isinstance(args, list) or not isinstance(kwargs, dict) or \
                     not all(isinstance(k, str) for k in kwargs):
                 raise TypeError("a call back to the grader takes a list of arguments and a dict of keywords")
@@ -345,6 +351,25 @@ class Sandbox:
             raise
         except Exception as exc:
             self._send({"error": f"{type(exc).__name__}: {exc}"})
+
+    def _rebuild(self, recipe: dict, item):
+        """An object the sandbox's copy of a course function built, built again here from the same call.
+
+        Only for a call the grader can afford and trust whatever the sandbox says: a function of
+        :data:`REBUILDABLE` that this lab hands out, with those keywords only, small integers.
+        """
+        module, function, kwargs, _ = wire.made_recipe(recipe)
+        allowed = REBUILDABLE.get((module, function))
+        names = self.handed_out.get(module)
+        if allowed is None or not isinstance(names, (list, tuple)) or function not in names:
+            raise wire.WireError(f"the grader does not build {module}.{function}")
+        if set(kwargs) - set(allowed) or not all(v is None or (type(v) is int and abs(v) < 2**31)
+                                                 for v in kwargs.values()):
+            raise wire.WireError(f"the grader builds {module}.{function} with small integer {', '.join(allowed)} only")
+        import importlib
+
+        value = getattr(importlib.import_module(module), function)(**kwargs)
+        return value if item is None else value[item]
 
     def register_callback(self, fn) -> int:
         fid = len(self.callbacks) + 1

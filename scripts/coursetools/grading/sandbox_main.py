@@ -150,7 +150,7 @@ class Runner:
 
         def call_grader(*args, **kwargs):
             # Keywords too: a student's function may call the earlier one as f(x, lr=lr).
-            tree, arrays = self.wire.encode([list(args), kwargs])
+            tree, arrays = self.wire.encode([list(args), kwargs], self.made_by)
             self.send({"op": "callback", "func": fid, "args": tree, "seq": self.seq}, arrays)
             header, arrays = self.recv()
             if header.get("error"):
@@ -158,6 +158,37 @@ class Runner:
             return self.wire.decode(header["result"], arrays)
 
         return call_grader
+
+    def made_by(self, obj) -> dict:
+        """How an object a course function built crosses to the grader: the call that built it.
+
+        ``nets.build_faulty_net`` marks the model and input it returns (``_made_by``); the grader
+        builds its own from the same arguments (a reference standing in for the student's earlier
+        function gets a model that cannot cross as data). Anything else cannot be sent.
+        """
+        made = getattr(obj, "_made_by", None)
+        if type(made) is not dict:
+            raise self.wire.WireError(f"cannot send a {type(obj).__name__}")
+        kwargs, arrays = self.wire.encode(made.get("kwargs", {}))
+        if arrays:
+            raise self.wire.WireError(f"cannot send a {type(obj).__name__}")
+        return {"__made__": {"module": made.get("module"), "function": made.get("function"), "kwargs": kwargs},
+                "item": made.get("item")}
+
+    def builder(self):
+        """``from_made`` for one request: builds each recipe the grader sent once, with this side's copy
+        of the course function (what the lab hands out), and hands out the item asked for."""
+        built = {}
+
+        def build(recipe, item):
+            module, function, kwargs, key = self.wire.made_recipe(recipe)
+            if function not in self.course_kept.get(module, []) or module not in sys.modules:
+                raise self.wire.WireError(f"{module}.{function} is not a course function this lab hands out")
+            if key not in built:
+                built[key] = getattr(sys.modules[module], function)(**kwargs)
+            return built[key] if item is None else built[key][item]
+
+        return build
 
     def reference_class(self, name: str, fid, methods) -> type:
         """A stand-in for a reference class of the grader's (``remote.ReferenceClass``).
@@ -276,7 +307,7 @@ class Runner:
         target = msg["target"]
         fn = self.ns.get(target["name"]) if "name" in target else self.from_handle(target)
         kwargs = self.wire.decode(msg["kwargs"], arrays, from_handle=self.from_handle,
-                                  from_func=self.callback)
+                                  from_func=self.callback, from_made=self.builder())
         # Arrays, and flat lists / tuples / dicts of arrays (a model's parameters): both can be
         # changed in place, and the check reports it (as checker.student does in a notebook).
         originals = {k: snap for k, v in kwargs.items() if (snap := _snapshot(v)) is not None}

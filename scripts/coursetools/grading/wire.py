@@ -76,8 +76,11 @@ def encode(value: Any, to_handle: Callable[[Any], dict] | None = None):
     return enc(value, 0), arrays
 
 
-def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_func=None):
+def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_func=None, from_made=None):
     """Inverse of :func:`encode`. Arrays are copied out of the message buffer.
+
+    ``from_made(recipe, item)`` builds an object a course function makes, on this side
+    (``{"__made__": recipe, "item": item}``: a torch model, which cannot cross as data).
 
     Holds to the same limits as :func:`encode` (depth, items): a message written by
     hand in the sandbox is decoded no further than a real one could go.
@@ -113,6 +116,11 @@ def decode(tree, arrays, from_handle: Callable[[dict], Any] | None = None, from_
             return from_handle(v)
         if "__func__" in v and from_func is not None:
             return from_func(v["__func__"])
+        if "__made__" in v and from_made is not None:
+            recipe, item = v["__made__"], v.get("item")
+            if type(recipe) is not dict or not (item is None or type(item) is int):
+                raise WireError("malformed message")
+            return from_made(recipe, item)
         raise WireError("unknown value in message")
 
     return dec(tree)
@@ -246,3 +254,14 @@ def unshare(tree, arrays: list, depth: int = 0):
     if t is tuple:
         return tuple(unshare(v, arrays, depth + 1) for v in tree)
     return tree
+
+
+def made_recipe(recipe: dict):
+    """(module, function, kwargs, key) of a ``__made__`` recipe, checked for shape (kwargs decoded)."""
+    module, function, key = recipe.get("module"), recipe.get("function"), recipe.get("key")
+    if type(module) is not str or type(function) is not str or function.startswith("_"):
+        raise WireError("malformed course-function recipe")
+    kwargs = decode(recipe.get("kwargs", {"__dict__": {}}), [])
+    if type(kwargs) is not dict:
+        raise WireError("malformed course-function recipe")
+    return module, function, kwargs, key
