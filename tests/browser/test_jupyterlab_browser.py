@@ -39,14 +39,10 @@ import pytest
 
 from coursetools.paths import BUILD, LABS, ROOT, SOLUTIONS, lab_ids, lab_notebook
 
+SHOTS = BUILD / "browser"  # screenshots, kept for review
+
 pytestmark = [pytest.mark.xdist_group("browser"), pytest.mark.notebook]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-SHOTS = BUILD / "browser"
 SOLUTION_LAB = "01_backprop"
 # A student's attempt at lab 02: every exercise solved, Adam without bias correction.
 ATTEMPT_LAB, ATTEMPT_MISTAKE = "02_optimizers", "adam-missing-bias-correction"
@@ -66,23 +62,6 @@ START_S, KERNEL_S, RUN_LAB_S, RUN_SOLUTION_S = 180, 120, 180, 300
 
 
 # --------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is not installed (run `make env`)")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"Chromium not found at {CHROMIUM}: `make env` installs Debian's chromium "
-                    "only as root with apt-get (or set CHROMIUM=/path/to/chromium)")
-    with sync_api.sync_playwright() as p:
-        # launch() gives the browser a fresh, temporary user-data-dir.
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                              chromium_sandbox=False, timeout=60_000)
-        try:
-            yield b
-        finally:
-            b.close()
-
 
 def _free_port() -> int:
     with socket.socket() as s:

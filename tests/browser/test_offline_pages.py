@@ -14,7 +14,6 @@ offline-feedback-student-figure-01_backprop.png (a figure the student's cell dre
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 
@@ -31,30 +30,12 @@ from coursetools.paths import BUILD, solution_notebook
 from fixtures.feedback_pages import write_feedback
 from fixtures.notebooks import submission
 
+SHOTS = BUILD / "browser"  # screenshots, kept for review
+
 pytestmark = [pytest.mark.xdist_group("browser")]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-SHOTS = BUILD / "browser"
 FEEDBACK_LAB, REVIEW_LAB = "01_backprop", "02_optimizers"
 LONG_LINE = "max abs error " + " ".join(f"{i * 0.37:.6f}" for i in range(120))  # one line, far wider than a page
-
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="Playwright for Python is not installed (run `make env`)")
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"Chromium not found at {CHROMIUM}: `make env` installs Debian's chromium "
-                    "only as root with apt-get (or set CHROMIUM=/path/to/chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS,
-                              chromium_sandbox=False, timeout=60_000)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _open_offline(browser, path: Path):
