@@ -222,3 +222,37 @@ def test_the_cleaner_keeps_the_course_binds_and_removes_the_rest_around_them(tmp
     assert sorted(p.name for p in scratch.iterdir()) == [zygote_main.SERVER_FOLDER, "course"]
     assert sorted(p.name for p in (scratch / "course").iterdir()) == ["scripts"]
     assert (bind / "math_utils.py").is_file()
+
+
+def _start_lab_server(lab: str) -> int:
+    """In a make-grade worker: start the lab's sandbox server, as its first notebook would; its pid."""
+    from coursetools.grading import cli
+
+    trusted = cli._LABS[lab]
+    server = cli._POOL.get(trusted.numpy_only, trusted.preload, trusted.handed_out, Limits(), BWRAP)
+    return server.proc.pid
+
+
+def test_a_worker_closes_its_sandbox_servers_when_it_leaves():
+    """Workers exit without finalising their interpreter (cli._leave_without_teardown), but never
+    before their sandbox servers are gone: none outlives make grade's pool."""
+    import multiprocessing
+    import time
+    from concurrent.futures import ProcessPoolExecutor
+
+    from coursetools.grading import cli
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=cli._init_worker,
+                               initargs=(["05_probability"], 1))
+    try:
+        pid = pool.submit(_start_lab_server, "05_probability").result(timeout=300)
+        assert Path(f"/proc/{pid}").exists()
+        worker = next(iter(pool._processes.values()))
+    finally:
+        pool.shutdown(wait=True)
+    worker.join(timeout=60)
+    assert worker.exitcode == 0
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists(), "the sandbox server outlived its worker"
