@@ -20,6 +20,7 @@ import multiprocessing
 import os
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -253,6 +254,7 @@ def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation
     from .nbgrader_bridge import graded_notebook
 
     results: list[dict] = []
+    threading.Thread(target=report.warm_up, daemon=True).start()
     course.prepare(labs_used)  # nbgrader's assignments, while the workers grade
     recording_overlapped = 0.0
     for r in tqdm(pool.results(jobs), total=len(jobs), desc="grading", unit="notebook"):

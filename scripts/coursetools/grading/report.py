@@ -317,6 +317,13 @@ def _png(fig, tight: bool = False) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
+def warm_up() -> None:
+    """Import what report.html's figures need: called in a thread while the workers grade, so the
+    import (half a second) is not part of the run's last, single-process step."""
+    import matplotlib.backends.backend_agg  # noqa: F401
+    from matplotlib.figure import Figure  # noqa: F401
+
+
 def _figure(**kwargs):
     """A matplotlib Figure drawn by Agg, without pyplot: no global backend, no figure manager to close,
     and not pyplot's import (a third of a second of make grade's last, single-process, step)."""
