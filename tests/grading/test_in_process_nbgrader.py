@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -70,3 +71,66 @@ def test_the_grader_reads_notebooks_without_jsonschema_s_format_grammar(tmp_path
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "refused"
+
+
+def _gradebook_contents(db_url: str) -> dict:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(db_url) as gb:
+        return {(a.name, s.id): gb.find_submission(a.name, s.id).score
+                for a in gb.assignments for s in gb.students}
+
+
+def test_gradebooks_on_one_database_share_an_engine_only_inside_the_scope(tmp_path):
+    """Inside shared_gradebook_engine(url), nbgrader's Gradebooks reuse one SQLAlchemy engine (its compiled
+    statements with it) and write what fresh Gradebooks read; outside, every Gradebook makes its own as before,
+    and the kept engine is disposed on leaving."""
+    from nbgrader.api import Gradebook
+
+    url = f"sqlite:///{tmp_path / 'gradebook.db'}"
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    with nbgrader_bridge.shared_gradebook_engine(url):
+        with Gradebook(url) as first:   # creates the database: nbgrader's full start-up
+            first.add_assignment("lab")
+            first.add_student("ada")
+            first.add_submission("lab", "ada")
+            engine = first.engine
+        with Gradebook(url) as second, Gradebook(other) as elsewhere:
+            assert second.engine is engine
+            assert elsewhere.engine is not engine   # only the scope's database is shared
+            second.add_student("grace")
+            second.add_submission("lab", "grace")
+        with nbgrader_bridge.shared_gradebook_engine(url), Gradebook(url) as nested:
+            assert nested.engine is engine
+        with Gradebook(url) as third:   # the nested scope's end did not end the outer one
+            assert third.engine is engine and third.course_id == "default_course"
+    assert url not in nbgrader_bridge._SHARED_ENGINES
+    with Gradebook(url) as after:
+        assert after.engine is not engine
+    assert _gradebook_contents(url) == {("lab", "ada"): 0.0, ("lab", "grace"): 0.0}
+
+
+def test_make_grade_records_the_same_gradebook_with_a_shared_engine(tmp_path):
+    """One class recorded with and without the kept engine: the same scores, grade by grade."""
+    from nbgrader.api import Gradebook
+
+    from coursetools.paths import lab_notebook
+
+    nb = nbgrader_bridge.graded_notebook(lab_notebook("01_backprop"), {})
+    grade_cells = [c.metadata.nbgrader for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+    # Passed, partly right, wrong, in turn: nbgrader records full, partial and zero scores.
+    verdicts = [{"grade_id": m["grade_id"], "points": m["points"] * (1.0, 0.5, 0.0)[i % 3], "max_points": m["points"],
+                 "passed": i % 3 == 0, "message": "", "misconception": ""} for i, m in enumerate(grade_cells)]
+    scores = []
+    for shared in (False, True):
+        course = nbgrader_bridge.NbgraderCourse(tmp_path / f"out-{shared}")
+        scope = nbgrader_bridge.shared_gradebook_engine(course.db_url) if shared else contextlib.nullcontext()
+        with scope:
+            course.prepare(["01_backprop"])
+            for student in ("ada", "grace"):
+                course.record(student, "01_backprop", nb, {"verdicts": verdicts, "cell_outputs": {}, "displays": {}})
+        with Gradebook(course.db_url) as gb:
+            scores.append({(student, g.name): g.score for student in ("ada", "grace")
+                           for g in gb.find_submission_notebook("01_backprop", "01_backprop", student).grades})
+    assert scores[0] == scores[1]
+    assert sorted(set(scores[0].values())) == sorted({v["points"] for v in verdicts})

@@ -251,21 +251,23 @@ def main(argv=None) -> int:
 
 def _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
                       started) -> int:
-    from .nbgrader_bridge import graded_notebook
+    from .nbgrader_bridge import graded_notebook, shared_gradebook_engine
 
     results: list[dict] = []
     threading.Thread(target=report.warm_up, daemon=True).start()
-    course.prepare(labs_used)  # nbgrader's assignments, while the workers grade
     recording_overlapped = 0.0
-    for r in tqdm(pool.results(jobs), total=len(jobs), desc="grading", unit="notebook"):
-        results.append(r)
-        if r.get("status") == "graded":
-            # Into nbgrader's gradebook now, while the workers grade the rest, not all at the end.
-            recording_started = time.perf_counter()
-            course.record(r["student"], r["lab"], graded_notebook(lab_notebook(r["lab"]), r["solutions"]),
-                          {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"],
-                           "displays": r.get("displays", {})})
-            recording_overlapped += time.perf_counter() - recording_started
+    # One SQLAlchemy engine for nbgrader's many Gradebooks on OUT's gradebook while recording.
+    with shared_gradebook_engine(course.db_url):
+        course.prepare(labs_used)  # nbgrader's assignments, while the workers grade
+        for r in tqdm(pool.results(jobs), total=len(jobs), desc="grading", unit="notebook"):
+            results.append(r)
+            if r.get("status") == "graded":
+                # Into nbgrader's gradebook now, while the workers grade the rest, not all at the end.
+                recording_started = time.perf_counter()
+                course.record(r["student"], r["lab"], graded_notebook(lab_notebook(r["lab"]), r["solutions"]),
+                              {"verdicts": r["verdicts"], "cell_outputs": r["cell_outputs"],
+                               "displays": r.get("displays", {})})
+                recording_overlapped += time.perf_counter() - recording_started
     graded_seconds = time.perf_counter() - started
     recording_started = time.perf_counter()
     # A rerun: what is no longer submitted, or no longer gradable, keeps no old grade or feedback in OUT.
