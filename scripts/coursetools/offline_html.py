@@ -191,6 +191,27 @@ class FeedbackHTMLExporter(HTMLExporter):
             cache = self.__dict__["_markdown_cache"] = {}
         return cache
 
+    def highlighter(self, highlight):
+        """nbconvert's ``highlight_code`` filter ``highlight``, remembered per code text for this exporter.
+
+        Pygments re-lexes every code cell of every page (a quarter of a feedback page's time), while a
+        class's pages share the lab's code cells. What the filter's output depends on is the key: the
+        text, the language (the call's, else the notebook's lexer) and the cell's ``magics_language``;
+        its formatter options are the filter's configuration, the same for every page.
+        """
+        cache = self.__dict__.setdefault("_highlight_cache", {})
+
+        def highlight_code(source, language=None, metadata=None):
+            key = (source, language or highlight.pygments_lexer, (metadata or {}).get("magics_language"),
+                   repr(highlight.extra_formatter_options))
+            if key not in cache:
+                if len(cache) > 4096:
+                    cache.clear()
+                cache[key] = highlight(source, language=language, metadata=metadata)
+            return cache[key]
+
+        return highlight_code
+
 
 def render_without_soup(exporter: HTMLExporter, nb, resources=None, **kw):
     """``exporter.from_notebook_node`` as HTMLExporter does it, but its soup pass done on the text.
@@ -204,8 +225,12 @@ def render_without_soup(exporter: HTMLExporter, nb, resources=None, **kw):
 
     langinfo = nb.metadata.get("language_info", {})
     lexer = langinfo.get("pygments_lexer", langinfo.get("name", None))
-    exporter.register_filter("highlight_code", exporter.filters.get(
-        "highlight_code", Highlight2HTML(pygments_lexer=lexer, parent=exporter)))
+    highlight = exporter.filters.get("highlight_code")
+    if highlight is None:
+        highlight = Highlight2HTML(pygments_lexer=lexer, parent=exporter)
+        if isinstance(exporter, FeedbackHTMLExporter):
+            highlight = exporter.highlighter(highlight)
+    exporter.register_filter("highlight_code", highlight)
     resources = exporter._init_resources(resources)
     exporter.register_filter("filter_data_type", WidgetsDataTypeFilter(notebook_metadata=exporter._nb_metadata,
                                                                        parent=exporter, resources=resources))

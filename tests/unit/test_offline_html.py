@@ -111,3 +111,25 @@ def test_feedback_exporter_renders_each_markdown_text_once_and_the_same_way():
     # A cell with attachments is rendered afresh (its images are its own).
     assert exporter.markdown2html({"cell": {"attachments": {"a.png": {}}}}, "# Title") == \
         HTMLExporter().markdown2html({"cell": {"attachments": {"a.png": {}}}}, "# Title")
+
+
+def test_feedback_exporter_highlights_each_code_text_once_and_as_nbconvert_does():
+    """Pygments lexes a code text once per exporter; the HTML is nbconvert's, and what the output depends on
+    (the language, a cell's magics language) keeps texts apart."""
+    from nbconvert.filters.highlight import Highlight2HTML
+
+    nb = _feedback_like_notebook()
+    exporter = offline_html.FeedbackHTMLExporter(template_name="classic")
+    first, _ = offline_html.render_without_soup(exporter, nb)
+    codes = {c.source for c in nb.cells if c.cell_type == "code"}
+    assert len(exporter._highlight_cache) == len(codes) >= 1
+    second, _ = offline_html.render_without_soup(exporter, nb)
+    assert second == first and len(exporter._highlight_cache) == len(codes)
+
+    stock = Highlight2HTML(pygments_lexer="ipython3")
+    highlight = exporter.highlighter(Highlight2HTML(pygments_lexer="ipython3"))
+    source = "x = 1  # a comment\necho $HOME"
+    assert highlight(source) == stock(source)
+    assert highlight(source, metadata={"magics_language": "bash"}) == stock(source, metadata={"magics_language": "bash"})
+    assert highlight(source, metadata={"magics_language": "bash"}) != highlight(source)
+    assert highlight(source, language="c") == stock(source, language="c") != highlight(source)
