@@ -89,3 +89,80 @@ def test_the_grader_rebuilds_only_what_it_lists_with_small_integers():
             sandbox._rebuild(bad, 0)
     with pytest.raises(WireError):   # not handed out by this lab
         Sandbox(numpy_only=False, handed_out={"nets": ["build_mlp"]})._rebuild(recipe(seed=3, fault=1), 0)
+
+
+# -- arrays on the wire: raw bytes under a checked layout ------------------------------------------
+
+import struct  # noqa: E402
+
+import pytest  # noqa: E402
+
+from coursetools.grading import wire  # noqa: E402
+
+
+@pytest.mark.parametrize("array", [
+    np.array(3.5), np.array(7, dtype=np.int64), np.zeros((0, 4)), np.arange(10, dtype=">i4"),
+    np.array([True, False]), np.asfortranarray(np.arange(12.0).reshape(3, 4)), np.arange(24.0).reshape(6, 4)[::2, 1:],
+    np.float16([1, 2]), np.uint8([1, 255]), np.float32([[1.5]]), np.ones((2, 1, 3, 1))],
+    ids=lambda a: f"{a.dtype.str}{a.shape}")
+def test_an_array_crosses_with_its_dtype_shape_and_values(array):
+    """Encoded, packed, unpacked and decoded: the same array. A 0-d array crossed as shape (1,)
+    before (np.ascontiguousarray makes it 1-d): a check comparing shapes failed under make grade."""
+    tree, arrays = encode({"x": array, "rest": [array, 1.0]})
+    header, received = wire.unpack(wire.pack({"tree": tree}, arrays))
+    got = decode(header["tree"], received)
+    for value in (got["x"], got["rest"][0]):
+        assert value.dtype == array.dtype and value.shape == array.shape and value.flags.writeable
+        np.testing.assert_array_equal(value, array)
+
+
+def _message(layout, data: bytes, header=b"{}") -> bytes:
+    body = json_bytes(layout) if not isinstance(layout, bytes) else layout
+    return struct.pack("!I", len(header)) + header + struct.pack("!I", len(body)) + body + data
+
+
+def json_bytes(value) -> bytes:
+    import json
+
+    return json.dumps(value).encode()
+
+
+@pytest.mark.parametrize("layout, data", [
+    ([["|O", [1]]], b"\0" * 8),                           # object: would be a pointer
+    ([["<c16", [1]]], b"\0" * 16),                        # complex: not a kind the wire sends
+    ([["[('a', '<f8')]", [1]]], b"\0" * 8),              # structured
+    ([["<M8[s]", [1]]], b"\0" * 8),                       # datetime
+    ([["<f8", [-1]]], b""),                               # negative dimension
+    ([["<f8", [1.0]]], b"\0" * 8),                        # not an integer
+    ([["<f8", [True]]], b"\0" * 8),                       # a bool is not a size
+    ([["<f8", [2]]], b"\0" * 8),                          # fewer bytes than the layout says
+    ([["<f8", [1]]], b"\0" * 16),                         # more bytes than the layout says
+    ([["<f8", [2**40, 2**40]]], b""),                      # more than the limit
+    ([["<f8", [0, 10**30]]], b""),                        # an empty array with an absurd dimension
+    ([["<f8", [1] * 40]], b"\0" * 8),                     # too many dimensions
+    ([["<f8"]], b""),                                     # no shape
+    ({"a": 1}, b""),                                      # not a list
+    ([[1, [1]]], b"\0" * 8),                              # dtype not a name
+    (b"[", b""),                                          # not JSON
+])
+def test_a_forged_layout_is_refused_before_any_array_is_read(layout, data):
+    with pytest.raises((wire.WireError, ValueError)):
+        wire.unpack(_message(layout, data), max_header=1 << 20)
+
+
+def test_too_many_arrays_or_a_cut_message_is_refused():
+    many = [["|u1", [0]]] * (wire.MAX_ARRAYS + 1)
+    with pytest.raises(wire.WireError):
+        wire.unpack(_message(many, b""))
+    whole = wire.pack({"a": 1}, [np.arange(3.0)])
+    for cut in (2, 9, len(whole) - 1):
+        with pytest.raises((wire.WireError, ValueError)):
+            wire.unpack(whole[:cut])
+    assert wire.unpack(wire.pack({"a": 1})) == ({"a": 1}, [])
+
+
+def test_an_array_the_wire_does_not_carry_is_not_sent():
+    with pytest.raises(wire.WireError):
+        wire.pack({}, [np.array([object()])])
+    with pytest.raises(wire.WireError):
+        wire.pack({}, [np.array([1 + 2j])])
