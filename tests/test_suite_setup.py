@@ -32,9 +32,12 @@ def test_an_xdist_group_runs_on_one_worker(tmp_path):
     (tmp_path / "test_grouped.py").write_text(GROUPED)
     (tmp_path / "test_free.py").write_text(UNGROUPED)
     workers_file = tmp_path / "workers.txt"
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "2",
+    # Only xdist among the installed plugins: loading them all (nbval, playwright, ...) in the run and
+    # in each of its workers took 10-45 s; none of them bears on how xdist schedules groups.
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "xdist", "-n", "2",
                           "--dist", "loadgroup", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path,
-                         env={**__import__("os").environ, "WORKERS_FILE": str(workers_file)}, timeout=300)
+                         env={**__import__("os").environ, "WORKERS_FILE": str(workers_file),
+                              "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}, timeout=300)
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     workers = workers_file.read_text().split()
     assert len(workers) == 8 and len(set(workers)) == 1, workers
