@@ -10,8 +10,8 @@ two filter-normalised random directions. Two evaluators compute the same grid:
 * ``loss_grid_loop``: one forward pass per grid point in a Python loop;
 * ``loss_grid_batched``: the lab's method, blocks of stacked perturbed weights
   evaluated with batched matrix products, plus the refinements its docstring
-  lists (layer 1 and the last layer combined from three products each, biases
-  folded into the products, preallocated buffers).
+  lists (layer 1 combined from three products, the last layer's weights
+  combined per point, biases folded into the products, preallocated buffers).
 
 For every dtype and thread count it prints both times (best of ``--repeats``),
 the speed-up, the median of the per-repeat ratios and the largest difference

@@ -278,11 +278,11 @@ def _plane_operands(weights, direction_x, direction_y, X, skip, dtype):
       everywhere for a residual layer, where ``h + relu(z)`` keeps the input's
       1) when another hidden layer follows and needs the ones column. They are
       flattened side by side in ``hidden``.
-    * The last layer is linear in (a, b) given its input, and runs as one
-      product of the whole block's activations with ``W_L.T`` of the three
-      models; its bias is added per point afterwards. With two classes only the
-      difference of the two logits matters (the loss is
-      ``softplus(z_other - z_true)``), so it has the single row
+    * The last layer's weights and bias are those of the three models, combined
+      per point by the same coefficients (a product of (P, 3) with (3, n_in *
+      rows)) and applied as one stacked matrix-vector product. With two classes
+      only the difference of the two logits matters (the loss is
+      ``softplus(z_other - z_true)``), so it has the single column
       ``W[:, 1] - W[:, 0]`` and bias ``b[1] - b[0]``.
 
     Returns
@@ -290,7 +290,7 @@ def _plane_operands(weights, direction_x, direction_y, X, skip, dtype):
     first : ndarray of shape (3, N, h1 + 1)
     hidden : ndarray of shape (3, n_hidden_numbers)
     hidden_shapes : list of (n_in + 1, n_out or n_out + 1), one per hidden layer after the first
-    last, last_bias : ndarrays of shape (3, rows, n_in) and (3, rows), or None for a one-layer model
+    last, last_bias : ndarrays of shape (3, n_in, rows) and (3, rows), or None for a one-layer model
         ``rows`` is 1 for two classes (the logit difference), else n_classes.
     residual : list of bool, one per layer
     x_aug : ndarray of shape (N, n_in + 1), or None
@@ -311,13 +311,13 @@ def _plane_operands(weights, direction_x, direction_y, X, skip, dtype):
         n_in, n_out = sizes[k], sizes[k + 1]
         if k == n_layers - 1:
             rows = 1 if n_out == 2 else n_out
-            last, last_bias = torch.zeros(3, rows, n_in, dtype=dtype), torch.zeros(3, rows, dtype=dtype)
+            last, last_bias = torch.zeros(3, n_in, rows, dtype=dtype), torch.zeros(3, rows, dtype=dtype)
             for m, params in enumerate(models):
                 W, b = params[2 * k], params[2 * k + 1]
                 if n_out == 2:
-                    last[m, 0], last_bias[m, 0] = W[:, 1] - W[:, 0], b[1] - b[0]
+                    last[m, :, 0], last_bias[m, 0] = W[:, 1] - W[:, 0], b[1] - b[0]
                 else:
-                    last[m], last_bias[m] = W.T, b
+                    last[m], last_bias[m] = W, b
             last, last_bias = last.numpy(), last_bias.numpy()
             break
         cols = n_out + 1 if k < n_layers - 2 else n_out   # the ones column, for the next hidden layer's bias
@@ -395,10 +395,10 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
       into its matrix product, so a hidden layer is one stacked product
       (numpy's: on the course's CPU it multiplies these small float64 matrices
       about twice as fast as torch's) and one in-place ReLU;
-    * the last layer is linear in (a, b) given its input: one large product of
-      the block's activations with ``W_L`` of theta, d_x and d_y, two scaled
-      additions and the points' biases, instead of P tiny products; with two
-      classes it computes only the logit difference;
+    * the last layer's per-point weights come from one product of the
+      coefficients with ``W_L`` of theta, d_x and d_y, and its logits from one
+      stacked matrix-vector product; with two classes it computes only the
+      logit difference;
     * every block reuses the same preallocated buffers, and numpy's BLAS stays
       on one thread (see :func:`_single_threaded_blas`);
     * with ``torch.get_num_threads()`` = T > 1, T Python threads share the
@@ -437,8 +437,8 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     # Two classes: the loss is softplus(sign * (z1 - z0)), sign +1 where y = 0 and -1 where y = 1.
     sign = (1 - 2 * np.asarray(y)).astype(np_dtype)
     cols_max = max([first.shape[2]] + [cols for _, cols in hidden_shapes])
-    last_rows = 0 if last is None else last.shape[1]
-    point_bytes = (2 * cols_max + 3 * last_rows) * n_samples * np_dtype.itemsize
+    last_rows = 0 if last is None else last.shape[2]
+    point_bytes = (2 * cols_max + last_rows) * n_samples * np_dtype.itemsize
     if chunk_size is None:
         chunk_size = max(1, min(_BLOCK_POINTS, _BLOCK_BYTES // point_bytes))
     block = max(1, min(int(chunk_size), n_points))
@@ -446,8 +446,8 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     out = np.empty(n_points, dtype=np_dtype)
 
     if last is not None:
-        point_bias = (coeffs @ last_bias).T[:, :, None].copy()       # (rows, n_points, 1): the last layer's
-    first_flat, last_flat = first.reshape(3, -1), None if last is None else last.reshape(-1, last.shape[2])
+        point_bias = (coeffs @ last_bias)[:, None, :].copy()        # (n_points, 1, rows): the last layer's
+    first_flat, last_flat = first.reshape(3, -1), None if last is None else last.reshape(3, -1)
 
     def run_blocks(starts, bar=None):
         """Evaluate the blocks beginning at ``starts``, writing their losses into ``out``."""
@@ -457,7 +457,8 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
         # runs in torch, several times faster at it than np.maximum.
         buffers = [np.empty(block * n_samples * cols_max, dtype=np_dtype) for _ in range(2)]
         buffers_t = [torch.from_numpy(buffer) for buffer in buffers]
-        last_buffer = np.empty(3 * last_rows * block * n_samples, dtype=np_dtype)
+        last_buffer = np.empty(last_rows * block * n_samples, dtype=np_dtype)
+        last_weights = np.empty((block, 0 if last is None else last_flat.shape[1]), dtype=np_dtype)
         scratch = np.empty(block * n_samples, dtype=np_dtype)
         params = np.empty((block, hidden.shape[1]), dtype=np_dtype)
         views = {}
@@ -471,19 +472,16 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
             for k, (rows, cols) in enumerate(hidden_shapes, start=1):
                 idx, size = 1 - idx, P * n_samples * cols
                 W = params[:P, offsets[k - 1]:offsets[k]].reshape(P, rows, cols)
-                if k < len(hidden_shapes):
-                    z = buffers[idx][:size].reshape(P, n_samples, cols)
-                else:   # stored feature-major, (cols, P, N), so that the last layer is one row-major product
-                    z = buffers[idx][:size].reshape(cols, P, n_samples).transpose(1, 2, 0)
+                z = buffers[idx][:size].reshape(P, n_samples, cols)
                 v["layers"].append((W, z, buffers_t[idx][:size], residual[k], cols))
             if last is not None:
-                n_in = last.shape[2]
-                if hidden_shapes:
-                    v["h_t"] = buffers[idx][:P * n_samples * cols_max].reshape(-1, P * n_samples)[:n_in]
-                else:
-                    v["h_t"] = v["h1"].reshape(P * n_samples, -1)[:, :n_in].T
-                v["g_flat"] = last_buffer[:3 * last_rows * P * n_samples].reshape(3 * last_rows, P * n_samples)
-                v["g"] = v["g_flat"].reshape(3, last_rows, P, n_samples)
+                n_in = last.shape[1]
+                # The last layer's input: the last hidden activations, or layer 1's without its ones column
+                # (a row stride BLAS takes as it is).
+                v["h_last"] = v["layers"][-1][1] if hidden_shapes else v["h1"][:, :, :n_in]
+                v["weights"] = last_weights[:P]                                   # (P, n_in * rows)
+                v["weights_3d"] = v["weights"].reshape(P, n_in, last_rows)
+                v["logits"] = last_buffer[:P * n_samples * last_rows].reshape(P, n_samples, last_rows)
                 v["scratch"] = scratch[:P * n_samples].reshape(P, n_samples)
             return v
 
@@ -510,19 +508,17 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
                 if is_residual:
                     np.add(z, h[:, :, :cols], out=z)   # a ones column of z is 0 and h's is 1
                 h = z
-            # The last layer: [1, a, b] combine three products of its input, then the point's bias.
-            g = v["g"]
-            np.matmul(last_flat, v["h_t"], out=v["g_flat"])
-            np.multiply(g[1], c[:, 1, None], out=g[1])
-            np.add(g[0], g[1], out=g[0])
-            np.multiply(g[2], c[:, 2, None], out=g[2])
-            np.add(g[0], g[2], out=g[0])
-            logits = np.add(g[0], point_bias[:, s:s + P], out=g[0])            # (rows, P, N)
+            # The last layer: each point's weights from [1, a, b], one stacked product, the point's bias.
+            np.matmul(c, last_flat, out=v["weights"])
+            logits = np.matmul(h, v["weights_3d"], out=v["logits"]) if hidden_shapes else \
+                np.matmul(v["h_last"], v["weights_3d"], out=v["logits"])
+            np.add(logits, point_bias[s:s + P], out=logits)                      # (P, N, rows)
             if last_rows == 1:                                         # two classes: the logit difference
-                d = np.multiply(logits[0], sign, out=logits[0])
+                d = logits.reshape(P, n_samples)
+                np.multiply(d, sign, out=d)
                 _mean_softplus(d, v["scratch"], out[s:s + P])
             else:
-                logits_t = torch.from_numpy(logits).permute(1, 0, 2)
+                logits_t = torch.from_numpy(logits).permute(0, 2, 1)
                 out[s:s + P] = grid_cross_entropy(logits_t, _labels(y), class_dim=1).numpy()
 
     # Blocks are independent: with several torch threads, as many Python threads take a share of
