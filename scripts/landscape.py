@@ -416,7 +416,7 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
     chunk_size : int or None
         Grid points per stacked block; bounds the memory (two buffers of
         ``chunk_size * n_samples * (width + 1)`` numbers and one of
-        ``3 * chunk_size * n_samples * n_classes``, per thread). None: 128
+        ``chunk_size * n_samples * rows``, per thread). None: 128
         points, fewer if these buffers would exceed 2 MiB.
     dtype : torch.dtype, default float64
         The precision of the arithmetic.
@@ -510,8 +510,7 @@ def loss_grid_batched(weights, direction_x, direction_y, X, y, alphas, betas, sk
                 h = z
             # The last layer: each point's weights from [1, a, b], one stacked product, the point's bias.
             np.matmul(c, last_flat, out=v["weights"])
-            logits = np.matmul(h, v["weights_3d"], out=v["logits"]) if hidden_shapes else \
-                np.matmul(v["h_last"], v["weights_3d"], out=v["logits"])
+            logits = np.matmul(v["h_last"], v["weights_3d"], out=v["logits"])
             np.add(logits, point_bias[s:s + P], out=logits)                      # (P, N, rows)
             if last_rows == 1:                                         # two classes: the logit difference
                 d = logits.reshape(P, n_samples)

@@ -148,18 +148,17 @@ def pack(header: dict, arrays=()) -> bytes:
 
     Each JSON part follows its 4-byte length; the layout lists each array's dtype and
     shape, and the arrays' C-ordered bytes follow one another. A message without
-    arrays may end after its header. (This replaced an npz
-    archive per message: a zip file written and parsed for every call across the
-    boundary, about a tenth of a sandbox call's cost.)
+    arrays ends after its header. (This replaced an npz archive per message: a zip
+    file written and parsed for every call across the boundary.)
     """
     body = json.dumps(header).encode()
     arrays = [_c_order(a) for a in arrays]
     for a in arrays:
         if not _DTYPE.match(a.dtype.str):
             raise WireError(f"cannot send an array of {a.dtype}")
-    layout = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode() if arrays else b""
     if not arrays:
         return struct.pack("!I", len(body)) + body
+    layout = json.dumps([[a.dtype.str, list(a.shape)] for a in arrays]).encode()
     return b"".join([struct.pack("!I", len(body)), body, struct.pack("!I", len(layout)), layout]
                     + [a.reshape(-1).view(np.uint8).data for a in arrays])
 
