@@ -36,6 +36,10 @@ from .variants import exclusive
 
 #: Students may use PyTorch inside this lab's exercises (they still return plain data).
 NUMPY_ONLY = False
+#: Modules the checks import on first use, which the sandbox server imports once before it forks:
+#: an optimizer's first ``step`` imports ``torch._dynamo`` (about a second), which every forked
+#: sandbox would otherwise pay again.
+SANDBOX_PRELOAD = ("torch._dynamo",)
 
 DT = torch.float64
 

@@ -256,3 +256,21 @@ def test_a_worker_closes_its_sandbox_servers_when_it_leaves():
     while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not Path(f"/proc/{pid}").exists(), "the sandbox server outlived its worker"
+
+
+def test_a_lab_s_lazy_checker_imports_are_made_once_by_the_server(tmp_path):
+    """Lab 06's checks step torch.optim optimizers, whose first step imports torch._dynamo (about a
+    second): the server imports it before forking, so no forked sandbox pays for it again."""
+    from coursetools.grading.trusted import TrustedLab
+
+    trusted = TrustedLab.load("06_training_dynamics")
+    assert not trusted.numpy_only and "torch._dynamo" in trusted.preload
+    limits = Limits(call_seconds=60)
+    zygote = Zygote(trusted.numpy_only, trusted.preload, trusted.handed_out, limits, BWRAP)
+    zygote.start()
+    try:
+        with Sandbox(trusted.numpy_only, preload=trusted.preload, limits=limits, isolation=BWRAP,
+                     workdir=tmp_path, handed_out=trusted.handed_out, zygote=zygote) as child:
+            assert _run(child, "import sys\nprint('torch._dynamo' in sys.modules)") == "True"
+    finally:
+        zygote.close()

@@ -62,6 +62,9 @@ class TrustedLab:
     grade_cells : list of GradeCell
     numpy_only : bool
         From the lab's checker module (``NUMPY_ONLY``), default True.
+    checker_preload : list of str
+        From the lab's checker module (``SANDBOX_PRELOAD``): modules its checks import on first
+        use, imported once by the sandbox server in labs that are not numpy-only.
     demo_imports : list of str
         Libraries the lab's own demonstration cells import (``from sklearn.datasets import ...``):
         preloaded in the sandbox server, so a forked sandbox does not import them per notebook.
@@ -74,6 +77,7 @@ class TrustedLab:
     stub_sources: dict = field(default_factory=dict)
     numpy_only: bool = True
     checker_module: str = ""
+    checker_preload: list = field(default_factory=list)
     demo_imports: list = field(default_factory=list)
     _globals: dict | None = None
 
@@ -98,9 +102,11 @@ class TrustedLab:
                                 if nbgrader_meta(c).get("solution")}
         module_name = trusted.checker_module = f"checker.lab{lab[:2]}"
         try:
-            trusted.numpy_only = bool(getattr(importlib.import_module(module_name), "NUMPY_ONLY", True))
+            checker = importlib.import_module(module_name)
         except ImportError:
-            trusted.numpy_only = True
+            checker = None
+        trusted.numpy_only = bool(getattr(checker, "NUMPY_ONLY", True))
+        trusted.checker_preload = list(getattr(checker, "SANDBOX_PRELOAD", ()))
         return trusted
 
     @property
@@ -111,7 +117,8 @@ class TrustedLab:
         use ctypes at import time (scikit-learn's threadpoolctl) load before ctypes
         is taken away. In numpy-only labs torch and the checker stay out.
         """
-        names: list[str] = [] if self.numpy_only else ["torch", self.checker_module]
+        # SANDBOX_PRELOAD: what the checks import lazily (torch.optim's first step imports torch._dynamo).
+        names: list[str] = [] if self.numpy_only else ["torch", self.checker_module, *self.checker_preload]
         for module, attrs in self.handed_out.items():
             names += [module] + [f"{module}.{attr}" for attr in attrs or ()]  # an attr may be a submodule
         # Importing a library costs every notebook that uses it (scikit-learn: half a second) unless the
