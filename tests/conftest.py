@@ -23,6 +23,32 @@ except ImportError:  # pragma: no cover - older pytest keeps the string xdist wr
 sys.path.insert(0, str(Path(__file__).parent))
 
 
+def pytest_configure(config):
+    """One folder for the in-process verdicts the session's processes share (fixtures/notebooks.py).
+
+    Made by the controller (or a run without xdist) before its workers start, so they inherit it;
+    removed when the session ends, so no later run reads a verdict of other code.
+    """
+    import tempfile
+
+    try:
+        from fixtures.notebooks import VERDICT_CACHE_ENV
+    except ImportError:  # this conftest copied alone (test_suite_setup.py's nested runs)
+        return
+    if hasattr(config, "workerinput"):
+        return
+    config._verdict_cache = tempfile.mkdtemp(prefix="mfdl-verdicts-")
+    os.environ[VERDICT_CACHE_ENV] = config._verdict_cache
+
+
+def pytest_unconfigure(config):
+    import shutil
+
+    folder = getattr(config, "_verdict_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     """Keep each ``xdist_group`` on one worker (``--dist loadgroup``), as pytest-xdist means to.

@@ -65,3 +65,29 @@ def test_make_grade_workers_share_the_cores_instead_of_oversubscribing_them():
     env["PYTHONPATH"] = str(Path(__file__).parents[1] / "scripts")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.split() == ["[1]", "1"], out.stdout + out.stderr
+
+
+def test_in_process_verdicts_are_computed_once_and_shared_through_the_session_folder(tmp_path, monkeypatch):
+    """The grading and autograde tests judge the same fixtures in-process: the second asker (here, the
+    other worker, standing in as a process with an empty memory) reads the first one's verdicts;
+    other sources get their own."""
+    from fixtures import notebooks
+    from fixtures.notebooks import group_mistakes, representatives
+
+    lab = "05_probability"
+    group = group_mistakes(lab, representatives(lab))[0]
+    monkeypatch.setenv(notebooks.VERDICT_CACHE_ENV, str(tmp_path))
+    monkeypatch.setattr(notebooks, "_VERDICTS", {})
+    right = notebooks.run_checks(lab, notebooks.solution_sources(lab))
+    wrong = notebooks.run_checks(lab, notebooks.solution_sources(lab, group))
+    assert set(right.values()) == {None}
+    assert {m.misconception for m in group} <= set(wrong.values())
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+    def not_again(*args):
+        raise AssertionError("the checks ran again")
+
+    monkeypatch.setattr(notebooks, "_VERDICTS", {})
+    monkeypatch.setattr(notebooks, "_grade_cell_failures", not_again)
+    assert notebooks.run_checks(lab, notebooks.solution_sources(lab, group)) == wrong
+    assert notebooks.check_points(lab, notebooks.solution_sources(lab)) == dict.fromkeys(right)
