@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import textwrap
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -138,7 +138,7 @@ def compare(
     *,
     tol: Tolerance = GRADIENT_TOL,
     reference: str = "PyTorch autograd",
-    variants: Optional[Mapping[str, np.ndarray]] = None,
+    variants: Union[Mapping[str, np.ndarray], Callable[[], Optional[Mapping]], None] = None,
     mean_count: Optional[int] = None,
     warnings: Sequence[str] = (),
     mutated_inputs: Sequence[str] = (),
@@ -157,8 +157,11 @@ def compare(
     tol : Tolerance
     reference : str
         Where ``expected`` came from, for the message.
-    variants : mapping, optional
-        Misconception name -> what that mistake would produce here.
+    variants : mapping, or a callable returning one, optional
+        Misconception name -> what that mistake would produce here. A callable is called only
+        when the comparison fails: working out which mistakes are distinguishable on every
+        comparison (an optimizer check: every parameter after every step) costs more than the
+        comparison itself, and only a failure is diagnosed.
     mean_count : int, optional
         Count divided by in a mean reduction (for batch-size detection).
     warnings : sequence of str
@@ -178,7 +181,7 @@ def compare(
     ev = Evidence(
         quantity=quantity, received=got, received_type=describe_type(received),
         received_dtype=str(received.dtype) if type(received) is np.ndarray else "",
-        expected=expected, variants=dict(variants or {}), mean_count=mean_count,
+        expected=expected, variants={} if callable(variants) else dict(variants or {}), mean_count=mean_count,
         warnings=tuple(warnings), mutated_inputs=tuple(mutated_inputs),
     )
 
@@ -208,6 +211,8 @@ def compare(
 
     if problem is None:
         return Match(quantity, expected.shape, max_abs, max_rel)
+    if callable(variants):
+        ev.variants = dict(variants() or {})
     shown = f"shape {_shape_of(received)}, {_dtype_of(received)}"
     message, name = failure_message(ev, problem, reference, tol, shown, max_abs, max_rel)
     raise CheckFailure(message, name)

@@ -20,6 +20,7 @@ The student's objects are touched only through :func:`call_student` and
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -288,12 +289,19 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
             for m, sim in sims:
                 variants.setdefault(_REPORTED_AS.get(m, m), []).append(sim.params[i])
             expected = leaf.detach().numpy()
-            # One array, not a list of one, where there is one (adam-t-starts-at-zero's NaN detector wants it).
-            kept = {m: ws[0] if len(ws) == 1 else ws for m, ws in (exclusive(variants, expected) or {}).items()}
+            # Worked out only if the comparison fails (the simulations move on at the next step; compare
+            # calls it at once). One array, not a list of one, where there is one (adam-t-starts-at-zero's
+            # NaN detector wants it).
+            kept = functools.partial(_kept_variants, variants, expected)
             check.compare(f"params[{i}]", got[i], expected, call, case=where, variants=kept)
         if k in (1, n_steps):
             _compare_caller_arrays(check, opt, name, leaves, params0, call, where)
     check.cases += 1
+
+
+def _kept_variants(variants, expected):
+    """:func:`exclusive`'s verdict on ``variants``, a lone value unwrapped from its list."""
+    return {m: ws[0] if len(ws) == 1 else ws for m, ws in (exclusive(variants, expected) or {}).items()}
 
 
 def _compare_caller_arrays(check, opt, name, leaves, params0, call, where):

@@ -24,6 +24,9 @@ from .catalogue import _DETECT_ATOL, _DETECT_RTOL
 #: (names, value) of every value :func:`exclusive` found predicted by several names, for the
 #: distinguishability tests (the value is kept under the tuple of names, never under one name).
 DROPPED: list[tuple[tuple[str, ...], str]] = []
+#: Largest (values x values x elements) block :func:`_closeness` compares in one numpy pass (8 MB of
+#: float64 differences); larger sets of values go one row at a time.
+_PAIRWISE_ELEMENTS = 1 << 20
 
 
 def _values(value) -> list[np.ndarray]:
@@ -58,13 +61,13 @@ def exclusive(variants: Mapping[object, object], expected) -> Optional[dict]:
     expected = np.asarray(expected, dtype=np.float64)
     flat = [(names_of(key), v) for key, value in variants.items() for v in _values(value)]
     close = _closeness([v for _, v in flat] + [expected])  # the last row and column: the right answer
+    either = (close | close.T)[:, :-1]   # close in one direction or the other, against each variant
     kept: dict[object, list] = {}
     kept_at: dict[object, list[int]] = {}
     for i, (names, v) in enumerate(flat):
         if close[i, -1]:
             continue  # this mistake gives the right answer here: nothing to name
-        sharing = sorted({n for j, (others, _) in enumerate(flat) if close[i, j] or close[j, i] for n in others}
-                         | set(names))
+        sharing = sorted({n for j in np.flatnonzero(either[i]) for n in flat[j][0]} | set(names))
         if len(sharing) == 1:
             kept.setdefault(sharing[0], []).append(v)
             continue
@@ -92,6 +95,11 @@ def _closeness(values: list[np.ndarray]) -> np.ndarray:
     for idx in by_shape.values():
         stacked = np.stack([values[j].reshape(-1) for j in idx])   # (m, size)
         bound = _DETECT_ATOL + _DETECT_RTOL * np.abs(stacked)       # tolerance of each as the reference
-        for row, i in enumerate(idx):
+        if len(idx) ** 2 * stacked.shape[1] <= _PAIRWISE_ELEMENTS:
+            # All pairs at once: [row, column] compares value row with value column's tolerance.
+            within = np.abs(stacked[:, None, :] - stacked[None, :, :]) <= bound[None, :, :]
+            close[np.ix_(idx, idx)] = within.all(axis=2)
+            continue
+        for row, i in enumerate(idx):   # large values: one row at a time keeps memory at (m, size)
             close[i, idx] = np.all(np.abs(stacked[row] - stacked) <= bound, axis=1)
     return close

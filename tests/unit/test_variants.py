@@ -113,3 +113,38 @@ def test_sample_statistics_that_fit_two_initialisation_mistakes_list_both():
     assert "`he-variance-wrong`" in str(failure.value) and "`xavier-variance-wrong`" in str(failure.value)
     one = checker.lab06._fitting_variants(got, {k: v for k, v in predicted.items() if k != "xavier-variance-wrong"})
     assert list(one) == ["he-variance-wrong"]
+
+
+def test_variants_given_as_a_callable_are_worked_out_only_when_the_comparison_fails():
+    """An optimizer check compares every parameter after every step: its variants come as a callable,
+    called for a failure only, and then named exactly as a mapping would be."""
+    calls = []
+
+    def variants():
+        calls.append(1)
+        return exclusive({"batch-size-scaling": DIVIDED_BY_N}, EXPECTED)
+
+    check = ExerciseCheck("scaled_update", reference="the reference formula")
+    check.compare("update", EXPECTED.copy(), EXPECTED, variants=variants)
+    assert calls == []
+    with pytest.raises(CheckFailure) as lazy:
+        check.compare("update", DIVIDED_BY_N, EXPECTED, variants=variants)
+    assert calls == [1] and lazy.value.misconception == "batch-size-scaling"
+    with pytest.raises(CheckFailure) as eager:
+        check.compare("update", DIVIDED_BY_N, EXPECTED, variants=variants())
+    assert str(lazy.value) == str(eager.value)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_all_pairs_at_once_and_one_row_at_a_time_agree(seed, monkeypatch):
+    """_closeness compares small sets of values in one numpy pass and large ones row by row: the same
+    verdicts, values within tolerance of each other (one direction only), infinities and NaN included."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(4, 3))
+    values = [base, base * (1 + 5e-9), base + 1.0, -base, base.copy(), np.full((4, 3), np.nan),
+              rng.normal(size=(2, 2)), np.where(base > 0, np.inf, base), 1e-9 * base]
+    pairwise = checker.variants._closeness(values)
+    monkeypatch.setattr(checker.variants, "_PAIRWISE_ELEMENTS", 0)
+    rowwise = checker.variants._closeness(values)
+    assert pairwise.dtype == bool and (pairwise == rowwise).all()
+    assert pairwise[0, 4] and pairwise[0, 1] and not pairwise[0, 2] and not pairwise[5].any()
