@@ -23,6 +23,7 @@ import checker.lab06
 import checker.variants
 from checker import CheckFailure
 from checker.catalogue import _close
+from fixtures.mistakes import MISTAKES
 from fixtures.mistakes_heldout_0406 import HELDOUT
 from fixtures.notebooks import grade_cells, lab_namespace, solution_sources
 
@@ -134,3 +135,26 @@ def test_heldout_mistake_is_rejected_and_never_named_wrongly(lab, mistake):
     with pytest.raises(CheckFailure) as failure, contextlib.redirect_stdout(io.StringIO()):
         exec(compile(grade_cells(lab)[mistake.check], mistake.check, "exec"), ns)
     assert failure.value.misconception in (mistake.misconception, None), str(failure.value)
+
+
+@pytest.mark.parametrize("cell,function", [("ex3_warmup_clipping", "train_with_warmup_and_clipping"),
+                                           ("ex10_overfit_flag", "overfit_and_flag")])
+def test_a_mistake_is_named_even_when_the_student_leaves_autograd_switched_off(cell, function):
+    """Lab 06 runs its mistaken reference loops only for a failed comparison, so after the student's
+    function: one that ends with torch.set_grad_enabled(False) must not break them (a crash instead of
+    the message) nor change the name."""
+    import torch
+
+    lab = "06_training_dynamics"
+    mistake = next(m for m in MISTAKES[lab] if m.cell == cell and m.misconception == "missing-zero-grad")
+    sources = solution_sources(lab, [mistake])
+    sources[cell] += (f"\n\n_own_{function} = {function}\n\n\ndef {function}(*args, **kwargs):\n"
+                      f"    result = _own_{function}(*args, **kwargs)\n    torch.set_grad_enabled(False)\n"
+                      f"    return result\n")
+    ns = lab_namespace(lab, sources)
+    try:
+        with pytest.raises(CheckFailure) as failure, contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(grade_cells(lab)[mistake.check], mistake.check, "exec"), ns)
+    finally:
+        torch.set_grad_enabled(True)
+    assert failure.value.misconception == "missing-zero-grad", str(failure.value)
