@@ -42,9 +42,11 @@ def class_results(tmp_path_factory):
         if ALTERNATIVES.get(lab):  # correct work written another way (issue 17 item 6): full marks
             students["alternatives"] = ALTERNATIVES[lab]
         for student, group in students.items():
-            # Whole notebooks for the solution and the stub; the mistake fixtures without the lab's
-            # demonstration cells (no check reads them; the solution's run covers them).
-            nb = submission(lab, solved=False) if group is None else submission(lab, group, demos=bool(not group))
+            # The whole notebook for the solution; the stub and the mistake fixtures without the lab's
+            # demonstration cells (no check reads them; the solution's run covers them in the sandbox, and
+            # test_grade_class.py and test_export.py grade a whole untouched stub).
+            nb = submission(lab, solved=False, demos=False) if group is None else \
+                submission(lab, group, demos=bool(not group))
             path = submitted / student / lab / f"{lab}.ipynb"
             path.parent.mkdir(parents=True, exist_ok=True)
             nbformat.write(nb, path)
