@@ -91,3 +91,61 @@ def test_in_process_verdicts_are_computed_once_and_shared_through_the_session_fo
     monkeypatch.setattr(notebooks, "_grade_cell_failures", not_again)
     assert notebooks.run_checks(lab, notebooks.solution_sources(lab, group)) == wrong
     assert notebooks.check_points(lab, notebooks.solution_sources(lab)) == dict.fromkeys(right)
+
+
+def test_a_warm_kernel_runs_a_notebook_as_a_fresh_one_would(tmp_path, monkeypatch):
+    """test_autograde's mistake groups run in kernels forked from a server that imported the labs' modules.
+
+    The kernel gets the notebook's folder and the manager's environment, is the server's child, already
+    has torch loaded, draws inline plots, is interrupted when a cell runs past nbclient's timeout, and is
+    gone once nbclient shuts it down.
+    """
+    import os
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from fixtures.warm_kernels import KernelServer, WarmKernelManager
+
+    monkeypatch.setenv("MFDL_WARM_KERNEL_PROBE", "from-the-manager")
+    cells = [
+        "import os, sys\nprint('warm' if 'torch' in sys.modules else 'cold', os.getcwd(), "
+        "os.environ['MFDL_WARM_KERNEL_PROBE'], os.getpid(), os.getppid())",
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nimport torch\nplt.plot([1, 2]); print(torch.ones(2).sum().item())",
+        "import time\ntime.sleep(60)",
+        "print('after the interrupt')",
+    ]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    client = NotebookClient(nb, kernel_manager_class=WarmKernelManager, timeout=5, interrupt_on_timeout=True,
+                            allow_errors=True, resources={"metadata": {"path": str(tmp_path)}})
+    started = time.monotonic()
+    client.execute()
+    assert time.monotonic() - started < 50, "the sleeping cell was not interrupted"
+    state, cwd, probe, pid, ppid = nb.cells[0].outputs[0]["text"].split()
+    assert (state, cwd, probe) == ("warm", str(tmp_path), "from-the-manager")
+    assert int(ppid) == KernelServer.instance().proc.pid and int(pid) != os.getpid()
+    assert nb.cells[1].outputs[0]["text"].strip() == "2.0"
+    assert any("image/png" in o.get("data", {}) for o in nb.cells[1].outputs), "no inline plot"
+    assert nb.cells[3].outputs[0]["text"].strip() == "after the interrupt"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the kernel {pid} outlived its notebook")
+
+
+def test_only_this_interpreters_ipykernel_is_forked():
+    """Another kernel or interpreter starts as jupyter_client starts it."""
+    from fixtures.warm_kernels import ipykernel_arguments
+
+    here = sys.executable
+    assert ipykernel_arguments([here, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f", "c.json"]) == \
+        ["-f", "c.json"]
+    assert ipykernel_arguments([here, "-m", "ipykernel_launcher", "-f", "c.json"]) == ["-f", "c.json"]
+    assert ipykernel_arguments(["/usr/bin/false", "-m", "ipykernel_launcher", "-f", "c.json"]) is None
+    assert ipykernel_arguments([here, "-m", "other_kernel", "-f", "c.json"]) is None
