@@ -257,7 +257,7 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
     leaves = [torch.tensor(p, dtype=DT, requires_grad=True) for p in params0]
     reference = _torch_optimizer(kind, leaves, hyper)
     mistakes = [m for m in _VARIANTS[kind] if hyper.get("weight_decay", 0.0) or m not in _DECAY_MISTAKES]
-    sims = [(m, _NumpyOptimizer(kind, params0, hyper, m)) for m in mistakes]
+    sims = _MistakenRuns(kind, params0, hyper, mistakes)
     lr_at = {max(1, int(round(f * n_steps))) + 1: factor * hyper["lr"] for f, factor in LR_CHANGES}
 
     opt = call_student(cls, name, params=params0, **hyper).result
@@ -270,14 +270,12 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
         if k in lr_at:  # a scheduler's change between two steps: the next step must use the new rate
             lr = lr_at[k]
             reference.param_groups[0]["lr"] = lr
-            for _, sim in sims:
-                sim.set_lr(lr)
+            sims.set_lr(lr)
             call_student(set_lr, f"{name}.set_lr", lr=lr)
         for leaf, g in zip(leaves, grads):
             leaf.grad = torch.tensor(g, dtype=DT)
         reference.step()
-        for _, sim in sims:
-            sim.step(grads)
+        sims.step(grads)
         if zero_grad is not None:  # the loop a student would write: zero_grad() must not reset the state
             call_student(zero_grad, f"{name}.zero_grad")
         call = _step(step_fn, name, grads, k)
@@ -285,23 +283,56 @@ def _run_optimizer_case(check, kind, cls, name, shapes, hyper, seed, n_steps, ca
         lr_text = f"lr changed to {lr:.4g} before this step; " if k in lr_at else ""
         where = f"after step {k} of {n_steps}; {lr_text}shapes {shapes_text}; {_describe(hyper)}"
         for i, leaf in enumerate(leaves):
-            variants = {}
-            for m, sim in sims:
-                variants.setdefault(_REPORTED_AS.get(m, m), []).append(sim.params[i])
             expected = leaf.detach().numpy()
-            # Worked out only if the comparison fails (the simulations move on at the next step; compare
-            # calls it at once). One array, not a list of one, where there is one (adam-t-starts-at-zero's
-            # NaN detector wants it).
-            kept = functools.partial(_kept_variants, variants, expected)
+            # Worked out only if the comparison fails (compare calls it at once, before the next step).
+            kept = functools.partial(_kept_variants, sims, i, expected)
             check.compare(f"params[{i}]", got[i], expected, call, case=where, variants=kept)
         if k in (1, n_steps):
             _compare_caller_arrays(check, opt, name, leaves, params0, call, where)
     check.cases += 1
 
 
-def _kept_variants(variants, expected):
-    """:func:`exclusive`'s verdict on ``variants``, a lone value unwrapped from its list."""
-    return {m: ws[0] if len(ws) == 1 else ws for m, ws in (exclusive(variants, expected) or {}).items()}
+class _MistakenRuns:
+    """The catalogued mistakes of one optimizer case (:class:`_NumpyOptimizer`), run only when asked.
+
+    The check records each step's gradients and each change of learning rate; a failed comparison
+    (:meth:`variants`) replays them, from the initial parameters or from where the last replay
+    stopped. A right answer, the common case, never runs them: they were about half of an optimizer
+    check's time. The recorded arrays are the check's own (the student only gets deep copies).
+    """
+
+    def __init__(self, kind, params0, hyper, mistakes):
+        self.kind, self.params0, self.hyper, self.mistakes = kind, params0, hyper, mistakes
+        self.events: list = []  # ("lr", rate) or ("step", grads), in the order the check made them
+        self.runs = None
+        self.replayed = 0
+
+    def set_lr(self, lr):
+        self.events.append(("lr", lr))
+
+    def step(self, grads):
+        self.events.append(("step", grads))
+
+    def variants(self, i):
+        """Mistake name -> list of what each way of making it gives for ``params[i]`` at this step."""
+        if self.runs is None:
+            self.runs = [(m, _NumpyOptimizer(self.kind, self.params0, self.hyper, m)) for m in self.mistakes]
+        for what, value in self.events[self.replayed:]:
+            for _, run in self.runs:
+                run.set_lr(value) if what == "lr" else run.step(value)
+        self.replayed = len(self.events)
+        variants: dict = {}
+        for m, run in self.runs:
+            variants.setdefault(_REPORTED_AS.get(m, m), []).append(run.params[i])
+        return variants
+
+
+def _kept_variants(runs, i, expected):
+    """:func:`exclusive`'s verdict on the mistakes of ``runs`` for ``params[i]``.
+
+    One array, not a list of one, where there is one (adam-t-starts-at-zero's NaN detector wants it).
+    """
+    return {m: ws[0] if len(ws) == 1 else ws for m, ws in (exclusive(runs.variants(i), expected) or {}).items()}
 
 
 def _compare_caller_arrays(check, opt, name, leaves, params0, call, where):

@@ -148,3 +148,62 @@ def test_all_pairs_at_once_and_one_row_at_a_time_agree(seed, monkeypatch):
     rowwise = checker.variants._closeness(values)
     assert pairwise.dtype == bool and (pairwise == rowwise).all()
     assert pairwise[0, 4] and pairwise[0, 1] and not pairwise[0, 2] and not pairwise[5].any()
+
+
+def test_lab02_runs_its_mistaken_optimizers_only_for_a_failure_and_replays_them_exactly(monkeypatch):
+    """Lab 02's optimizer checks record the gradients and rate changes and replay the catalogued mistakes
+    only when a comparison fails; the replay gives what stepping them alongside the check gave."""
+    from checker import lab02
+
+    made = []
+    real = lab02._NumpyOptimizer
+
+    class Counted(real):
+        def __init__(self, *args, **kwargs):
+            made.append(args[3] if len(args) > 3 else kwargs.get("mistake"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(lab02, "_NumpyOptimizer", Counted)
+
+    lab02.check_adam(lab02_reference_adam())  # passes (a failure raises CheckFailure)
+    assert made == [], f"mistaken runs made for a right answer: {made}"
+    mistaken = lab02_reference_adam(bias_correction=False)
+    with pytest.raises(CheckFailure) as failure:
+        lab02.check_adam(mistaken)
+    assert failure.value.misconception == "adam-missing-bias-correction", str(failure.value)
+    assert set(made) == set(lab02._VARIANTS["adam"]) - set(lab02._DECAY_MISTAKES)  # the first case has no decay
+
+    # Replayed at step k, or stepped alongside from the start: the same arrays.
+    params0, grads = lab02.make_gradient_sequence(3, [(2, 3), (4,)], n_steps=7)
+    hyper = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.1}
+    mistakes = list(lab02._VARIANTS["adam"])
+    lazy = lab02._MistakenRuns("adam", params0, hyper, mistakes)
+    eager = [(m, real("adam", params0, hyper, m)) for m in mistakes]
+    for k, g in enumerate(grads, start=1):
+        if k == 4:
+            lazy.set_lr(0.02)
+            for _, run in eager:
+                run.set_lr(0.02)
+        lazy.step(g)
+        for _, run in eager:
+            run.step(g)
+        if k in (2, 3, 7):  # a first failure after some steps, then catching up twice
+            for i in range(2):
+                replayed = lazy.variants(i)
+                stepped: dict = {}
+                for m, run in eager:
+                    stepped.setdefault(lab02._REPORTED_AS.get(m, m), []).append(run.params[i])
+                assert replayed.keys() == stepped.keys()
+                for name in stepped:
+                    for a, b in zip(replayed[name], stepped[name]):
+                        np.testing.assert_array_equal(a, b)
+
+
+def lab02_reference_adam(bias_correction=True):
+    """Adam as lab 02's solution writes it (from the solution notebook), or with its fixture mistake."""
+    from fixtures.mistakes import MISTAKES
+    from fixtures.notebooks import lab_namespace, solution_sources
+
+    mistakes = [] if bias_correction else \
+        [m for m in MISTAKES["02_optimizers"] if m.misconception == "adam-missing-bias-correction"][:1]
+    return lab_namespace("02_optimizers", solution_sources("02_optimizers", mistakes))["Adam"]
