@@ -319,7 +319,10 @@ class _MistakenRuns:
             self.runs = [(m, _NumpyOptimizer(self.kind, self.params0, self.hyper, m)) for m in self.mistakes]
         for what, value in self.events[self.replayed:]:
             for _, run in self.runs:
-                run.set_lr(value) if what == "lr" else run.step(value)
+                if what == "lr":
+                    run.set_lr(value)
+                else:
+                    run.step(value)
         self.replayed = len(self.events)
         variants: dict = {}
         for m, run in self.runs:
