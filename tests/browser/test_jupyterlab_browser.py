@@ -30,6 +30,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -72,6 +73,7 @@ def _free_port() -> int:
 class Server:
     def __init__(self, base: str, token: str, root: Path, log: Path):
         self.base, self.token, self.root, self.log = base, token, root, log
+        self.closing: list[threading.Thread] = []  # kernel shutdowns under way
 
     def api(self, path: str, method: str = "GET"):
         req = urllib.request.Request(f"{self.base}{path}", method=method,
@@ -85,8 +87,14 @@ class Server:
         return f"{self.base}/lab/tree/{notebook}?reset&token={self.token}"
 
     def shut_down_kernels(self):
-        for session in self.api("/api/sessions"):
-            self.api(f"/api/sessions/{session['id']}", method="DELETE")
+        """Stop the kernels of the sessions open now, in the background: a kernel with torch loaded
+        takes a second or two to exit, and the next test need not wait. The sessions are listed here,
+        before the next test opens its own."""
+        ids = [session["id"] for session in self.api("/api/sessions")]
+        closing = threading.Thread(target=lambda: [self.api(f"/api/sessions/{i}", method="DELETE") for i in ids],
+                                   daemon=True)
+        closing.start()
+        self.closing.append(closing)
 
     def log_tail(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")[-4000:]
@@ -143,6 +151,8 @@ def lab_server(browser, tmp_path_factory):
                 time.sleep(1)
         yield server
     finally:
+        for closing in server.closing:
+            closing.join(timeout=60)
         try:
             server.api("/api/shutdown", method="POST")  # stops the kernels too
             proc.wait(timeout=30)
@@ -153,6 +163,18 @@ def lab_server(browser, tmp_path_factory):
             proc.wait(timeout=30)
     after = {p: p.read_bytes() for p in LABS.rglob("*.ipynb")}
     assert after == before, "the browser test changed labs/: it must only ever serve a copy"
+
+
+@pytest.fixture(scope="module")
+def lab_browser(browser):
+    """One browser context for every test here, as one student's browser: JupyterLab's scripts come
+    from its caches after the first page (a context per page fetched and compiled them each time).
+    Each test opens its own page, with a reset workspace."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -312,12 +334,12 @@ def _text(cell) -> str:
 # --------------------------------------------------------------------------- tests
 
 @pytest.mark.parametrize("lab", LABS_PRESENT)
-def test_a_student_running_an_untouched_lab_sees_the_first_check_fail_helpfully(browser, lab_server, lab):
+def test_a_student_running_an_untouched_lab_sees_the_first_check_fail_helpfully(lab_browser, lab_server, lab):
     notebook = f"labs/{lab}/{lab}.ipynb"
     path = lab_server.root / notebook
     n_cells = len(nbformat.read(path, as_version=4).cells)
     first_check = _grade_cells(path)[0]
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page = lab_browser.new_page()
     try:
         _open(page, lab_server, notebook, n_cells)
         # The nbgrader extension's button, in the notebook's own toolbar.
@@ -401,12 +423,12 @@ def _write_exercise_1_wrongly_and_check_it(page, path: Path, check: int):
     _screenshot(page, f"lab-{SOLUTION_LAB}-ex1-mistake-message")
 
 
-def test_a_mistake_names_its_misconception_links_to_troubleshooting_and_shows_in_progress(browser, lab_server):
+def test_a_mistake_names_its_misconception_links_to_troubleshooting_and_shows_in_progress(lab_browser, lab_server):
     path = lab_server.root / ATTEMPT_NOTEBOOK
     nb = nbformat.read(path, as_version=4)
     adam_check = next(i for i, c in enumerate(nb.cells)
                       if c.metadata.get("nbgrader", {}).get("grade_id") == "check_ex5_adam")
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page = lab_browser.new_page()
     try:
         _open(page, lab_server, ATTEMPT_NOTEBOOK, len(nb.cells))
         _run_all(page)
@@ -450,12 +472,12 @@ def test_a_mistake_names_its_misconception_links_to_troubleshooting_and_shows_in
         lab_server.shut_down_kernels()
 
 
-def test_the_solution_notebook_passes_every_check_and_draws_its_plots(browser, lab_server):
+def test_the_solution_notebook_passes_every_check_and_draws_its_plots(lab_browser, lab_server):
     notebook = f"solutions/{SOLUTION_LAB}/{SOLUTION_LAB}.ipynb"
     path = lab_server.root / notebook
     n_cells = len(nbformat.read(path, as_version=4).cells)
     grade_cells = _grade_cells(path)
-    page = browser.new_page(viewport={"width": 1500, "height": 1000})
+    page = lab_browser.new_page()
     try:
         _open(page, lab_server, notebook, n_cells)
         _run_all(page)
