@@ -300,8 +300,9 @@ def test_make_grade_loose_canvas_export_end_to_end(tmp_path):
 
     submitted, out = tmp_path / "submitted", tmp_path / "out"
     submitted.mkdir()
-    nbformat.write(submission(LAB), submitted / f"smithamy_1001_5001_{LAB}.ipynb")
-    nbformat.write(submission(LAB, solved=False), submitted / f"jonesben_late_1002_5003_{LAB}-1.ipynb")
+    # Without the lab's demonstration cells: nothing here reads them (test_grade_class.py grades whole notebooks).
+    nbformat.write(submission(LAB, demos=False), submitted / f"smithamy_1001_5001_{LAB}.ipynb")
+    nbformat.write(submission(LAB, solved=False, demos=False), submitted / f"jonesben_late_1002_5003_{LAB}-1.ipynb")
     code = cli.main([str(submitted), str(out), "--workers", "1", "--timeout", "8", "--labs", LAB, "--loose",
                      "--export", "canvas", "--export", "csv"])
     assert code == 0

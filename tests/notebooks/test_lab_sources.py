@@ -56,14 +56,20 @@ def _validate_invert(path) -> str:
     """What ``nbgrader validate --invert PATH`` prints, from nbgrader's Validator in this process.
 
     The same code, configured by the course's nbgrader_config.py, without an interpreter start
-    and nbgrader import (about 2.4 s) per lab; the kernel still runs the whole notebook.
+    and nbgrader import (about 2.4 s) per lab; the kernel still runs the whole notebook. The kernel
+    is forked warm (fixtures/warm_kernels.py): a fresh one spent about 6 s of each lab's 8 s starting
+    and importing. Each lab's setup cell still runs in a fresh kernel in the solution's autograde
+    (fixtures/autograded.py) and, untouched as released, in the browser test.
     """
     import io
 
     from nbgrader.validator import Validator
     from traitlets.config.loader import PyFileConfigLoader
 
+    from fixtures.warm_kernels import warm_config
+
     config = PyFileConfigLoader("nbgrader_config.py", path=str(ROOT)).load_config()
+    warm_config(config)
     validator = Validator(config=config, invert=True)
     validator.stream = io.StringIO()  # where `nbgrader validate` prints (stdout by default)
     validator.validate_and_print(str(path))
