@@ -272,9 +272,9 @@ def _scroll_to_bottom_of(element):
           scroller.scrollTop += delta;
           return Math.abs(delta);
         }""")
-        element.page.wait_for_timeout(300)
-        if moved < 2:
+        if moved < 2:  # in place: nothing was scrolled, so nothing is left to lay out
             return
+        element.page.wait_for_timeout(300)
 
 
 def _scroll_to_top_of(element, margin: int = 60):
@@ -286,9 +286,9 @@ def _scroll_to_top_of(element, margin: int = 60):
           scroller.scrollTop += delta;
           return Math.abs(delta);
         }}""")
-        element.page.wait_for_timeout(300)
-        if moved < 2:
+        if moved < 2:  # in place: nothing was scrolled, so nothing is left to lay out
             return
+        element.page.wait_for_timeout(300)
 
 
 def _first_line_on_screen(page, output) -> bool:
