@@ -115,8 +115,11 @@ for _name, _value in list(globals().items()):
 def test_a_notebook_cannot_take_more_than_its_grading_time(tmp_path):
     trusted = TrustedLab.load("01_backprop")
     cells = list(solution_sources("01_backprop").items()) + [("added cell", SLOW_EVERYTHING)]
-    result = grade_submission(trusted, "slowpoke", cells, Limits(call_seconds=30, notebook_seconds=5),
-                              workdir=tmp_path)
+    # The added cell makes every student function sleep: no CPU is used, so the notebook's wall-clock
+    # backstop (notebook_seconds x wall_factor) stops it. A factor of 1.5, not the default 4: the same
+    # stop after 7.5 s of sleeping instead of 20.
+    result = grade_submission(trusted, "slowpoke", cells,
+                              Limits(call_seconds=30, notebook_seconds=5, wall_factor=1.5), workdir=tmp_path)
     assert len(result.verdicts) == len(trusted.grade_cells), "every grade cell gets a verdict"
     out_of_time = [v for v in result.verdicts if "used up its 5 s of grading time" in v.message]
     assert out_of_time and all(v.points == 0 and v.misconception == "timeout" for v in out_of_time)
