@@ -74,6 +74,7 @@ class Server:
     def __init__(self, base: str, token: str, root: Path, log: Path):
         self.base, self.token, self.root, self.log = base, token, root, log
         self.closing: list[threading.Thread] = []  # kernel shutdowns under way
+        self.closing_errors: list[str] = []
 
     def api(self, path: str, method: str = "GET"):
         req = urllib.request.Request(f"{self.base}{path}", method=method,
@@ -91,8 +92,15 @@ class Server:
         takes a second or two to exit, and the next test need not wait. The sessions are listed here,
         before the next test opens its own."""
         ids = [session["id"] for session in self.api("/api/sessions")]
-        closing = threading.Thread(target=lambda: [self.api(f"/api/sessions/{i}", method="DELETE") for i in ids],
-                                   daemon=True)
+
+        def close():
+            for i in ids:
+                try:
+                    self.api(f"/api/sessions/{i}", method="DELETE")
+                except OSError as exc:  # reported when the server's fixture ends, not lost with the thread
+                    self.closing_errors.append(f"session {i}: {exc}")
+
+        closing = threading.Thread(target=close, daemon=True)
         closing.start()
         self.closing.append(closing)
 
@@ -163,6 +171,7 @@ def lab_server(browser, tmp_path_factory):
             proc.wait(timeout=30)
     after = {p: p.read_bytes() for p in LABS.rglob("*.ipynb")}
     assert after == before, "the browser test changed labs/: it must only ever serve a copy"
+    assert not server.closing_errors, f"kernels that did not shut down: {server.closing_errors}"
 
 
 @pytest.fixture(scope="module")

@@ -116,8 +116,8 @@ def test_a_notebook_cannot_take_more_than_its_grading_time(tmp_path):
     trusted = TrustedLab.load("01_backprop")
     cells = list(solution_sources("01_backprop").items()) + [("added cell", SLOW_EVERYTHING)]
     # The added cell makes every student function sleep: no CPU is used, so the notebook's wall-clock
-    # backstop (notebook_seconds x wall_factor) stops it. A factor of 1.5, not the default 4: the same
-    # stop after 7.5 s of sleeping instead of 20.
+    # backstop (notebook_seconds x wall_factor) is what stops it. A factor of 1.5 instead of the
+    # default 4 stops it after 7.5 s instead of 20.
     result = grade_submission(trusted, "slowpoke", cells,
                               Limits(call_seconds=30, notebook_seconds=5, wall_factor=1.5), workdir=tmp_path)
     assert len(result.verdicts) == len(trusted.grade_cells), "every grade cell gets a verdict"
