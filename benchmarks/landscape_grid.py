@@ -23,6 +23,13 @@ The course's targets: batched at least 20x faster than the loop at 51 x 51 on
 2 CPU cores, in float32 and in float64, with 1 and with 2 PyTorch threads; and
 under 2 GB of memory at 101 x 101.
 
+It then says where the batched time goes with one thread: the hidden layers'
+stacked products (one per block and hidden layer, every point with its own
+weights) timed alone give a floor no per-point-weights evaluator can beat, with
+their GFLOP/s beside those of one large matrix product on the same core. Where
+that floor is close to the batched time, the speed-up is bound by the core's
+arithmetic, not by Python.
+
 One headline per precision says whether every thread count met the 20x target,
 judged by the paired ratio: the two evaluators run in alternation, so a burst
 of load from other work on the machine slows both and largely cancels in each
@@ -92,6 +99,48 @@ def race(loop, batched, repeats, batched_runs=3):
     return min(loop_times), min(batched_times), float(np.median(ratios)), grid_l, grid_b
 
 
+def hidden_product_floor(weights, n_samples: int, n_points: int, dtype_name: str, block: int = 64,
+                         repeats: int = 20) -> tuple[float, float, float]:
+    """What the hidden layers' stacked products alone cost for a whole grid, on one BLAS thread.
+
+    Every hidden layer after the first is, per block of ``block`` points, one
+    stacked product ``(block, N, n_in + 1) @ (block, n_in + 1, n_out)`` (the +1
+    is the bias row). No evaluator that multiplies each point's own weights can
+    do less arithmetic, so this time is a floor under the batched path.
+
+    Returns
+    -------
+    seconds : float
+        The products for ``n_points`` points (best of ``repeats``, scaled from one block).
+    stacked_gflops, dense_gflops : float
+        The rate of those products, and of one large matrix product in the same
+        precision on the same core, in GFLOP/s.
+    """
+    from threadpoolctl import threadpool_limits
+
+    np_dtype = np.dtype(dtype_name)
+    rng = np.random.default_rng(0)
+    sizes = layer_sizes(weights)
+    shapes = [(sizes[k] + 1, sizes[k + 1]) for k in range(1, len(sizes) - 2)]
+    if not shapes:
+        return 0.0, float("nan"), float("nan")
+    operands = [(rng.normal(size=(block, n_samples, rows)).astype(np_dtype),
+                 rng.normal(size=(block, rows, cols)).astype(np_dtype),
+                 np.empty((block, n_samples, cols), dtype=np_dtype)) for rows, cols in shapes]
+    flops = sum(2 * block * n_samples * rows * cols for rows, cols in shapes)
+    big_a = rng.normal(size=(2048, 256)).astype(np_dtype)
+    big_b = rng.normal(size=(256, 256)).astype(np_dtype)
+
+    def best(fn):
+        fn()
+        return min(timed(fn)[0] for _ in range(repeats))
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        t_block = best(lambda: [np.matmul(a, b, out=o) for a, b, o in operands])
+        t_dense = best(lambda: big_a @ big_b)
+    return t_block * n_points / block, flops / t_block / 1e9, 2 * 2048 * 256 * 256 / t_dense / 1e9
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MB (Linux reports kB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -149,7 +198,7 @@ def main(argv=None) -> int:
               f"{'(paired)':>9s} {'max |diff|':>11s}")
     print(header)
     print("-" * len(header))
-    rows = {}
+    rows, one_thread = {}, {}
     for dtype_name in dtypes:
         dtype = DTYPES[dtype_name]
         for n_threads in threads:
@@ -163,6 +212,8 @@ def main(argv=None) -> int:
             max_diff = float(np.max(np.abs(grid_b - grid_l)))
             ratio = t_loop / t_batched
             rows[(dtype_name, n_threads)] = paired
+            if n_threads == 1:
+                one_thread[dtype_name] = (t_loop, t_batched)
             print(f"{dtype_name:8s} {n_threads:7d} {1e3 * t_loop:10.1f} ms ({1e6 * t_loop / n_points:5.1f} us/point) "
                   f"{1e3 * t_batched:8.1f} ms ({1e6 * t_batched / n_points:4.1f} us/pt) {ratio:8.1f}x "
                   f"{paired:8.1f}x {max_diff:11.1e}", flush=True)
@@ -184,6 +235,18 @@ def main(argv=None) -> int:
           f"process; evaluating the grid raised the peak by {probe['peak_mb'] - probe['before_mb']:.0f} MB over "
           f"what imports, data and training had reached (target < {TARGET_MEMORY_MB:.0f} MB: "
           f"{'met' if memory_met else 'NOT met'})")
+
+    print("\nwhere the batched time goes, 1 thread (the hidden layers' stacked products timed alone, "
+          "blocks of 64 points):")
+    for dtype_name, (t_loop, t_batched) in one_thread.items():
+        t_floor, stacked, dense = hidden_product_floor(weights, X.shape[0], n_points, dtype_name)
+        if t_floor == 0.0:
+            continue
+        print(f"  {dtype_name}: the products take {1e3 * t_floor:.1f} of the batched {1e3 * t_batched:.1f} ms, at "
+              f"{stacked:.0f} GFLOP/s (one large matrix product on this core: {dense:.0f} GFLOP/s); the other "
+              f"{1e3 * max(0.0, t_batched - t_floor):.1f} ms are layer 1, the ReLUs, the last layer, the loss and "
+              f"Python. With nothing but the products the speed-up would be {t_loop / t_floor:.0f}x; "
+              f"{TARGET_RATIO:.0f}x leaves them {1e3 * max(0.0, t_loop / TARGET_RATIO - t_floor):.1f} ms")
 
     print()
     for dtype_name in dtypes:
