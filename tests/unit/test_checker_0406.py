@@ -6,7 +6,7 @@
   (negation, a factor of 2, a factor of the mean count), must be pairwise
   different, so a name given is the only one that fits.
 * The held-out wrong submissions of tests/fixtures/mistakes_heldout_0406.py are
-  all rejected, and never named wrongly (benchmarks/diagnosis_0406.py counts them).
+  all rejected, and never named wrongly (benchmarks/diagnosis.py counts them).
 """
 
 from __future__ import annotations
