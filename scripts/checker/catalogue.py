@@ -288,7 +288,7 @@ CATALOGUE: list[Misconception] = [
         "wrong-axis-reduction",
         "summed (or averaged) over the wrong axis",
         "Reduce over the batch axis (axis=0) so the result has the parameter's shape.",
-        variant("wrong-axis-reduction"), ("01_backprop",)),
+        variant("wrong-axis-reduction"), ("01_backprop", "07_normalization_regularization")),
     Misconception(
         "softmax-wrong-axis",
         "softmax normalised over the wrong axis",
@@ -337,7 +337,7 @@ CATALOGUE: list[Misconception] = [
         "adamw-decay-through-gradient",
         "AdamW's decay added to the gradient (that is Adam with L2, not decoupled weight decay)",
         "Shrink the weights directly, p *= 1 - lr * weight_decay, then take the Adam step with the raw gradient.",
-        variant("adamw-decay-through-gradient"), ("02_optimizers",)),
+        variant("adamw-decay-through-gradient"), ("02_optimizers", "07_normalization_regularization")),
     Misconception(
         "weight-decay-not-scaled-by-lr",
         "weight decay not multiplied by the learning rate",
@@ -717,7 +717,7 @@ CATALOGUE: list[Misconception] = [
         variant("eval-uses-batch-stats"), ("07_normalization_regularization",)),
     Misconception(
         "rmsnorm-subtracts-mean",
-        "RMSNorm that subtracts the mean (that is LayerNorm without a shift)",
+        "RMSNorm that subtracts the mean (from x, or inside the root by dividing by the standard deviation)",
         "RMSNorm divides x itself by sqrt(mean(x**2) + eps) over the features; it never centres x.",
         variant("rmsnorm-subtracts-mean"), ("07_normalization_regularization",)),
     Misconception(
@@ -733,7 +733,7 @@ CATALOGUE: list[Misconception] = [
         variant("dropout-scaled-by-p"), ("07_normalization_regularization",)),
     Misconception(
         "dropout-in-eval",
-        "dropout applied in eval mode",
+        "dropout (its mask or a rescaling) applied in eval mode",
         "With training=False dropout is the identity: return x unchanged (a copy), no mask, no rescaling.",
         variant("dropout-in-eval"), ("07_normalization_regularization",)),
     Misconception(

@@ -106,6 +106,48 @@ def _ln_numpy(x, gamma, beta, eps, axis=1, eps_outside=False, center=True):
     return out if beta is None else out + beta
 
 
+def _norm_backward(dy, x, gamma, eps, axis, center=True, eps_outside=False, mean_path=True, variance_path=True):
+    """(dx, dgamma, dbeta) of BatchNorm (axis 0), LayerNorm (axis 1) or RMSNorm (axis 1, ``center=False``).
+
+    With the defaults, the lab's formula: ``dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std`` with
+    ``g = dy * gamma`` and the means over ``axis``. The flags give what a catalogued mistake computes:
+    eps added to the standard deviation, or a path through the mean or the variance left out
+    (norm-backward-ignores-stats treats the statistics as constants, wholly or in part).
+    """
+    kw = dict(axis=axis, keepdims=True)
+    mu = x.mean(**kw) if center else 0.0
+    var = ((x - mu) ** 2).mean(**kw)
+    std = np.sqrt(var) + eps if eps_outside else np.sqrt(var + eps)
+    x_hat = (x - mu) / std
+    g = dy * gamma
+    dx = g
+    if center and mean_path:
+        dx = dx - g.mean(**kw)
+    if variance_path:
+        dx = dx - x_hat * (g * x_hat).mean(**kw)
+    return dx / std, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+
+
+def _backward_variants(dy, x, gamma, eps, axis, center=True):
+    """What the catalogued mistakes give for a normalisation's (dx, dgamma, dbeta): three variants dicts.
+
+    dgamma and dbeta sum over the samples (axis 0) in all three normalisations; summing over the
+    features instead is wrong-axis-reduction.
+    """
+    def backward(**mistake):
+        return _norm_backward(dy, x, gamma, eps, axis, center=center, **mistake)
+
+    constants = [backward(mean_path=False, variance_path=False)[0]]
+    if center:   # RMSNorm has no path through a mean: only "no path at all" is its mistake
+        constants += [backward(variance_path=False)[0], backward(mean_path=False)[0]]
+    eps_dx, eps_dgamma, _ = backward(eps_outside=True)
+    mu = x.mean(axis=axis, keepdims=True) if center else 0.0
+    x_hat = (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=axis, keepdims=True) + eps)
+    return ({"norm-backward-ignores-stats": constants, "norm-eps-outside-sqrt": eps_dx},
+            {"norm-eps-outside-sqrt": eps_dgamma, "wrong-axis-reduction": (dy * x_hat).sum(axis=1)},
+            {"wrong-axis-reduction": dy.sum(axis=1)})
+
+
 # ---------------------------------------------------------------------------
 # Exercise 1: BatchNorm in training mode, forward and backward
 # ---------------------------------------------------------------------------
@@ -142,10 +184,11 @@ def check_batchnorm_train(batchnorm_forward, batchnorm_backward, seed=0, shapes=
         for x, gamma, _, dy, _, dx_ref, dgamma_ref, dbeta_ref, where in cases:
             call = call_student(batchnorm_backward, "batchnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
             dx, dgamma, dbeta = unpack(call.result, "batchnorm_backward", ("dx", "dgamma", "dbeta"))
-            naive = dy * gamma / np.sqrt(x.var(axis=0) + eps)
-            check.compare("dL/dx", dx, dx_ref, call, case=where, variants={"norm-backward-ignores-stats": naive})
-            check.compare("dL/dgamma", dgamma, dgamma_ref, call, case=where)
-            check.compare("dL/dbeta", dbeta, dbeta_ref, call, case=where)
+            dx_wrong, dgamma_wrong, dbeta_wrong = _backward_variants(dy, x, gamma, eps, axis=0)
+            n = x.shape[0]   # dgamma and dbeta sum over the batch: a mean is a batch-size-scaling slip
+            check.compare("dL/dx", dx, dx_ref, call, case=where, variants=dx_wrong)
+            check.compare("dL/dgamma", dgamma, dgamma_ref, call, case=where, variants=dgamma_wrong, mean_count=n)
+            check.compare("dL/dbeta", dbeta, dbeta_ref, call, case=where, variants=dbeta_wrong, mean_count=n)
 
     outcomes = {"batchnorm_forward": outcome(forward_part), "batchnorm_backward": outcome(backward_part)}
     check.cases = len(cases)
@@ -221,6 +264,16 @@ def check_batchnorm_running(batchnorm_update_running, batchnorm_eval, seed=0, n_
 # Exercise 3: LayerNorm and RMSNorm
 # ---------------------------------------------------------------------------
 
+
+def _rms_centred(x, gamma, eps):
+    """What RMSNorm gives with the mean subtracted: from x and its mean square (LayerNorm without beta),
+    only inside the root (dividing by the standard deviation, x.var or x.std), or only from x."""
+    centred = x - x.mean(axis=1, keepdims=True)
+    mean_square, variance = (x ** 2).mean(axis=1, keepdims=True), (centred ** 2).mean(axis=1, keepdims=True)
+    return [gamma * centred / np.sqrt(variance + eps), gamma * x / np.sqrt(variance + eps),
+            gamma * centred / np.sqrt(mean_square + eps)]
+
+
 LN_SHAPES = ((5, 6), (3, 8))
 
 
@@ -263,17 +316,19 @@ def check_layer_rms_norm(layernorm_forward, layernorm_backward, rmsnorm_forward,
         for x, gamma, _, dy, (_, dx_ref, dgamma_ref, dbeta_ref), _, where in cases:
             call = call_student(layernorm_backward, "layernorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
             dx, dgamma, dbeta = unpack(call.result, "layernorm_backward", ("dx", "dgamma", "dbeta"))
-            naive = dy * gamma / np.sqrt(x.var(axis=1, keepdims=True) + eps)
-            check.compare("LayerNorm dL/dx", dx, dx_ref, call, case=where,
-                          variants={"norm-backward-ignores-stats": naive})
-            check.compare("LayerNorm dL/dgamma", dgamma, dgamma_ref, call, case=where)
-            check.compare("LayerNorm dL/dbeta", dbeta, dbeta_ref, call, case=where)
+            dx_wrong, dgamma_wrong, dbeta_wrong = _backward_variants(dy, x, gamma, eps, axis=1)
+            n = x.shape[0]
+            check.compare("LayerNorm dL/dx", dx, dx_ref, call, case=where, variants=dx_wrong)
+            check.compare("LayerNorm dL/dgamma", dgamma, dgamma_ref, call, case=where, variants=dgamma_wrong,
+                          mean_count=n)
+            check.compare("LayerNorm dL/dbeta", dbeta, dbeta_ref, call, case=where, variants=dbeta_wrong,
+                          mean_count=n)
 
     def rmsnorm_forward_part():
         for x, gamma, _, _, _, (y_ref, _, _), where in cases:
             call = call_student(rmsnorm_forward, "rmsnorm_forward", x=x, gamma=gamma, eps=eps)
             check.compare("RMSNorm y", call.result, y_ref, call, case=where, reference="F.rms_norm",
-                          variants={"rmsnorm-subtracts-mean": _ln_numpy(x, gamma, None, eps),
+                          variants={"rmsnorm-subtracts-mean": _rms_centred(x, gamma, eps),
                                     "norm-eps-outside-sqrt": _ln_numpy(x, gamma, None, eps, eps_outside=True,
                                                                        center=False)})
 
@@ -281,10 +336,10 @@ def check_layer_rms_norm(layernorm_forward, layernorm_backward, rmsnorm_forward,
         for x, gamma, _, dy, _, (_, dx_ref, dgamma_ref), where in cases:
             call = call_student(rmsnorm_backward, "rmsnorm_backward", dy=dy, x=x, gamma=gamma, eps=eps)
             dx, dgamma = unpack(call.result, "rmsnorm_backward", ("dx", "dgamma"))
-            naive = dy * gamma / np.sqrt((x ** 2).mean(axis=1, keepdims=True) + eps)
-            check.compare("RMSNorm dL/dx", dx, dx_ref, call, case=where,
-                          variants={"norm-backward-ignores-stats": naive})
-            check.compare("RMSNorm dL/dgamma", dgamma, dgamma_ref, call, case=where)
+            dx_wrong, dgamma_wrong, _ = _backward_variants(dy, x, gamma, eps, axis=1, center=False)
+            check.compare("RMSNorm dL/dx", dx, dx_ref, call, case=where, variants=dx_wrong)
+            check.compare("RMSNorm dL/dgamma", dgamma, dgamma_ref, call, case=where, variants=dgamma_wrong,
+                          mean_count=x.shape[0])
 
     outcomes = {"layernorm_forward": outcome(layernorm_forward_part),
                 "layernorm_backward": outcome(layernorm_backward_part),
@@ -335,7 +390,10 @@ def check_dropout(dropout_forward, dropout_backward, seed=0, shape=(5, 7), p=0.3
             expected_eval = torch.nn.Dropout(p).eval()(_t(x)).numpy()
         call = call_student(dropout_forward, "dropout_forward", x=x, mask=mask, p=p, training=False)
         check.compare("y in eval mode", call.result, expected_eval, call, case=where,
-                      reference="nn.Dropout(p).eval()", variants={"dropout-in-eval": yt.detach().numpy()})
+                      reference="nn.Dropout(p).eval()",
+                      # In eval: the mask and rescaling of training, the mask alone, the rescaling alone,
+                      # or classic (non-inverted) dropout's test-time scaling by the keep probability.
+                      variants={"dropout-in-eval": [yt.detach().numpy(), x * mask, x / (1.0 - p), x * (1.0 - p)]})
         call = call_student(dropout_forward, "dropout_forward", x=rows, mask=masks, p=p, training=True)
         got = call.result
         mean = np.mean(got, axis=0) if type(got) is np.ndarray and got.shape == rows.shape else got
@@ -628,17 +686,27 @@ def adamw_example_params(seed, d=5, hidden=7, n_classes=3):
 
 
 def _adamw_reference(names, params, grads_per_step, lr, weight_decay, head_lr_factor, betas, eps,
-                     decay_all=False, head_scaled=True):
+                     decay_all=False, head_step_scaled=True, head_decay_scaled=True, coupled=False):
+    """The parameters after torch's AdamW with the lab's groups, or with a catalogued mistake.
+
+    ``decay_all``: 1-D parameters decayed too; ``head_step_scaled`` / ``head_decay_scaled`` False: the
+    head's Adam step / decoupled decay uses the body's learning rate; ``coupled``: the decay added to the
+    gradient (torch.optim.Adam's weight_decay, Adam with L2).
+    """
     leaves = [_leaf(p) for p in params]
     groups = {}
     for name, leaf, value in zip(names, leaves, params):
         decay = decay_all or value.ndim >= 2
-        head = head_scaled and name.startswith("head.")
-        groups.setdefault((decay, head), []).append(leaf)
-    optimizer = torch.optim.AdamW(
-        [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
-          "lr": lr * head_lr_factor if head else lr} for (decay, head), ps in groups.items()],
-        lr=lr, betas=betas, eps=eps)
+        groups.setdefault((decay, name.startswith("head.")), []).append(leaf)
+    param_groups = []
+    for (decay, head), ps in groups.items():
+        step_lr = lr * head_lr_factor if head and head_step_scaled else lr
+        decay_lr = lr * head_lr_factor if head and head_decay_scaled else lr
+        # torch's AdamW shrinks p by 1 - group lr * group weight_decay: this product sets the decay's rate.
+        group_decay = (weight_decay * decay_lr / step_lr) if decay else 0.0
+        param_groups.append({"params": ps, "lr": step_lr,
+                             "weight_decay": (weight_decay if decay else 0.0) if coupled else group_decay})
+    optimizer = (torch.optim.Adam if coupled else torch.optim.AdamW)(param_groups, lr=lr, betas=betas, eps=eps)
     for grads in grads_per_step:
         for leaf, g in zip(leaves, grads):
             leaf.grad = _t(g)
@@ -659,16 +727,21 @@ def check_adamw_groups(adamw_grouped, seed=0, n_steps=1, lr=1e-2, weight_decay=0
     hyper = dict(lr=lr, weight_decay=weight_decay, head_lr_factor=head_lr_factor, betas=betas, eps=eps)
     expected = _adamw_reference(names, params, grads_per_step, **hyper)
     decay_all = _adamw_reference(names, params, grads_per_step, **hyper, decay_all=True)
-    head_plain = _adamw_reference(names, params, grads_per_step, **hyper, head_scaled=False)
+    head_plain = [_adamw_reference(names, params, grads_per_step, **hyper, **scaled)
+                  for scaled in ({"head_step_scaled": False, "head_decay_scaled": False},
+                                 {"head_step_scaled": False}, {"head_decay_scaled": False})]
+    through_gradient = _adamw_reference(names, params, grads_per_step, **hyper, coupled=True)
     call = call_student(adamw_grouped, "adamw_grouped", names=names, params=params, grads_per_step=grads_per_step,
                         **hyper)
     got = call.result
     if not isinstance(got, (list, tuple)) or len(got) != len(params):
         raise CheckFailure(f"adamw_grouped must return a list of {len(params)} arrays (one per name); it returned "
                            f"a {describe_type(got)}.", "wrong-return-type")
-    for name, g, want, wd_all, plain in zip(names, got, expected, decay_all, head_plain):
+    for i, (name, g, want) in enumerate(zip(names, got, expected)):
         check.compare(name, g, want, call, case=f"{n_steps} step(s), " + ", ".join(f"{k}={v}" for k, v in hyper.items()),
-                      variants={"weight-decay-on-every-parameter": wd_all, "head-lr-not-scaled": plain})
+                      variants={"weight-decay-on-every-parameter": decay_all[i],
+                                "head-lr-not-scaled": [plain[i] for plain in head_plain],
+                                "adamw-decay-through-gradient": through_gradient[i]})
     check.cases += 1
     return check.passed()
 

@@ -1,8 +1,12 @@
-"""Lab 07: the evidence its graded diagnoses rest on, and variants that never need dropping.
+"""Lab 07: the evidence its graded diagnoses rest on, variants that never need dropping, held-out mistakes.
 
 Exercises 6 and 10 grade a reading of measurements the notebook makes with trusted code
 (checker.lab07). If that code changed so that the measurements said something else, the
 graded answer would silently become false; these tests pin the facts the answers cite.
+
+The held-out wrong submissions of tests/fixtures/mistakes_heldout_07.py (written without
+reading the detectors) are all rejected, never named wrongly, and named right at least 9
+times in 10, the bar labs 01-03 meet (benchmarks/diagnosis.py prints the tally).
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import pytest
 from sklearn.model_selection import GroupKFold, KFold
 
 import checker.variants
-from checker import lab07
+from checker import CheckFailure, lab07
+from fixtures.mistakes_heldout_07 import HELDOUT
 from fixtures.notebooks import grade_cells, lab_namespace, solution_sources
 
 LAB = "07_normalization_regularization"
@@ -88,3 +93,31 @@ def test_no_variant_of_lab07_had_to_be_dropped_as_ambiguous():
         with contextlib.redirect_stdout(io.StringIO()):
             exec(compile(source, gid, "exec"), ns)
     assert checker.variants.DROPPED == [], checker.variants.DROPPED
+
+
+@pytest.fixture(scope="module")
+def heldout_failures():
+    """The CheckFailure (or None: accepted) of each held-out mistake, run once through its grade cell."""
+    failures = []
+    for mistake in HELDOUT[LAB]:
+        ns = lab_namespace(LAB, solution_sources(LAB, [mistake]))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                exec(compile(grade_cells(LAB)[mistake.check], mistake.check, "exec"), ns)
+            failures.append((mistake, None))
+        except CheckFailure as failure:
+            failures.append((mistake, failure))
+    return failures
+
+
+def test_every_heldout_mistake_is_rejected_and_never_named_wrongly(heldout_failures):
+    accepted = [m.id for m, failure in heldout_failures if failure is None]
+    assert accepted == [], f"accepted: {accepted}"
+    wrong = [(m.id, f.misconception) for m, f in heldout_failures if f.misconception not in (m.misconception, None)]
+    assert wrong == [], wrong
+
+
+def test_heldout_mistakes_are_named_nine_times_in_ten(heldout_failures):
+    nameable = [(m, f) for m, f in heldout_failures if m.misconception is not None]
+    unnamed = [m.id for m, f in nameable if f is None or f.misconception != m.misconception]
+    assert len(unnamed) <= 0.1 * len(nameable), f"{len(nameable) - len(unnamed)} of {len(nameable)}: {unnamed}"
