@@ -263,7 +263,9 @@ def failure_message(ev: Evidence, problem: str, reference: str, tol: Tolerance, 
             candidates.append(found[0].name)  # another detector fits too: one more candidate, still no name
         return "\n".join(lines + candidate_lines(candidates)), None
     if not found:
-        return "\n".join(lines + [_UNRECOGNISED]), None
+        near = (problem == "values differ" and received is not None and received.shape == expected.shape
+                and _close(received, expected))
+        return "\n".join(lines + [_UNRECOGNISED_NEAR if near else _UNRECOGNISED]), None
     m, detail = found
     lines += [
         f"  Likely misconception [{m.name}]: {m.title} ({detail}).",
@@ -300,6 +302,12 @@ def candidate_lines(names: Sequence[str]) -> list[str]:
             + [f"    `{n}`: {BY_NAME[n].title}" for n in names if n in BY_NAME])
 
 
+# Within the detectors' loose tolerance but outside the check's: too small a difference to tell one
+# mistake from another, so no name, only where differences of this size usually come from.
+_UNRECOGNISED_NEAR = ("  No known misconception matches, but every value is within 1e-05 (relative) of the "
+                      "reference: differences this small usually come from float32 arithmetic somewhere (a cast, "
+                      "np.float32 data, a torch tensor in its default float32) or from a small constant such as "
+                      "eps used differently (TROUBLESHOOTING.md#reading-a-failed-check).")
 _UNRECOGNISED = ("  No known misconception matches; compare your shapes and formulas step by step "
                  "(TROUBLESHOOTING.md#reading-a-failed-check).")
 

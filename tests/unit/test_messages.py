@@ -38,6 +38,19 @@ def test_ordinary_relative_error_is_printed_plainly():
     assert re.search(r"max abs error: 0\.2, max rel error: 0\.1 \(tolerance atol=", msg), msg
 
 
+def test_a_float32_sized_difference_says_where_such_differences_come_from_and_names_nothing():
+    # Computed in float32 and cast back to float64 (as `gamma * x32` does): the dtype is right, the
+    # values are off by float32 rounding, which no detector can tell apart from another tiny slip.
+    rng = np.random.default_rng(0)
+    expected = rng.normal(size=(4, 3)) / 3.0
+    failure = _failure(expected.astype(np.float32).astype(np.float64) * 1.0000001, expected)
+    assert failure.misconception is None
+    assert "values differ" in str(failure) and "within 1e-05 (relative)" in str(failure), str(failure)
+    assert "float32 arithmetic" in str(failure)
+    far = _failure(expected * 1.01, expected)
+    assert "float32" not in str(far) and "step by step" in str(far), str(far)
+
+
 def test_a_scalar_with_zero_reference():
     msg = str(_failure(0.5, 0.0))
     assert "max abs error: 0.5, max rel error: n/a (reference is 0)" in msg, msg
