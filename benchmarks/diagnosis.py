@@ -6,7 +6,8 @@
 
 Every fixture of ``tests/fixtures/mistakes.py`` (the set the detectors were written against) and
 every held-out one (written without reading the detectors: ``tests/fixtures/mistakes_heldout.py``
-for labs 01-03, ``mistakes_heldout_0406.py`` for labs 04-06, ``mistakes_heldout_07.py`` for lab 07)
+for labs 01-03, ``mistakes_heldout_0406.py`` for labs 04-06, ``mistakes_heldout_07.py`` for lab 07,
+and a second round for labs 01-06, ``mistakes_heldout_r2.py``)
 is applied to the solution and run through its grade cell in-process (no kernel, no grader), as
 tests/unit/test_checker*.py do. Per lab and set it prints:
 
@@ -18,6 +19,21 @@ tests/unit/test_checker*.py do. Per lab and set it prints:
   ``None``, for which no name is the right answer.
 
 Nothing is written; the run takes a few seconds per lab.
+
+Round 2, the set "heldout2" (labs 01-06, 40 mistakes, written 2026-12-02 before the detectors were read):
+
+    lab                   total   before                      after
+    01_backprop               7    7 / 5 / 0 / 2 (2)           7 / 5 / 0 / 2 (2)
+    02_optimizers             7    7 / 4 / 0 / 3 (2)           7 / 5 / 0 / 2 (2)
+    03_loss_landscapes        6    6 / 2 / 1 / 3 (2)           6 / 4 / 0 / 2 (2)   (one expected name revised)
+    04_svd_lora               6    6 / 1 / 1 / 4 (2)           6 / 3 / 0 / 3 (3)
+    05_probability            7    7 / 6 / 0 / 1 (1)           7 / 6 / 0 / 1 (1)
+    06_training_dynamics      7    7 / 5 / 0 / 2 (2)           7 / 5 / 0 / 2 (2)
+
+"After": clipping capped on the negative side only, one of filter normalisation's two norms on
+the wrong axis, the energy squared after the sums and LoRA scaled by alpha over a dimension that
+is not the rank are named; lab 04's rank_k_errors and low_rank_approx name nothing after a case
+that passed (a mistake that holds for every k fails the first case; a later failure is an edge case).
 
 Measured history (rejected / named right / named wrong / unnamed).
 
@@ -74,10 +90,12 @@ from fixtures.mistakes import MISTAKES, Mistake  # noqa: E402
 from fixtures.mistakes_heldout import HELDOUT as HELDOUT_0103  # noqa: E402
 from fixtures.mistakes_heldout_07 import HELDOUT as HELDOUT_07  # noqa: E402
 from fixtures.mistakes_heldout_0406 import HELDOUT as HELDOUT_0406  # noqa: E402
+from fixtures.mistakes_heldout_r2 import HELDOUT as HELDOUT_R2  # noqa: E402
 from fixtures.notebooks import grade_cells, lab_namespace, solution_sources  # noqa: E402
 
-#: Every lab's held-out set (the three files cover disjoint labs).
+#: Every lab's first held-out set (the three files cover disjoint labs), and the second round (labs 01-06).
 HELDOUT: dict[str, list[Mistake]] = {**HELDOUT_0103, **HELDOUT_0406, **HELDOUT_07}
+SETS = (("fixtures", MISTAKES), ("heldout", HELDOUT), ("heldout2", HELDOUT_R2))
 LABS = tuple(sorted(HELDOUT))
 UNNAMED = (None, "", "raised-exception")
 
@@ -133,7 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     header = f"{'lab':32s} {'set':8s} {'total':>5s} {'rejected':>8s} {'right':>6s} {'wrong':>6s} {'unnamed':>8s}"
     print(header + "   (unnamed where no name is expected)")
     for lab in map(resolve, args.labs):
-        for set_name, fixtures in (("fixtures", MISTAKES), ("heldout", HELDOUT)):
+        for set_name, fixtures in SETS:
+            if lab not in fixtures:
+                continue
             if args.verbose:
                 print(f"  {lab} {set_name}:")
             c = tally(lab, fixtures.get(lab, []), args.verbose)

@@ -420,7 +420,7 @@ CATALOGUE: list[Misconception] = [
         variant("lr-scaling-sqrt"), ("02_optimizers",)),
     Misconception(
         "clip-value-one-sided",
-        "clipping by value that caps only the positive side (np.minimum(g, c)), leaving large negative entries",
+        "clipping by value that caps only one side (np.minimum(g, c) or np.maximum(g, -c)), leaving the other",
         "Clamp to both sides: np.clip(g, -clip_value, clip_value).",
         variant("clip-value-one-sided"), ("02_optimizers",)),
     Misconception(

@@ -889,7 +889,10 @@ def check_clip_value(clip_grad_value, direction_change, seed=0, shapes=_VALUE_SH
                                    f"{describe_type(got)}.", "wrong-return-type")
             for i, want in enumerate(by_value):
                 check.compare(f"clip_grad_value(...)[{i}]", got[i], want, call, case=where, tol=EXACT_CLIP_TOL,
-                              variants=exclusive({"clip-value-one-sided": np.minimum(grads[i], clip_value)}, want))
+                              # Capped on one side only: the positive entries, or the negative ones.
+                              variants=exclusive({"clip-value-one-sided": [np.minimum(grads[i], clip_value),
+                                                                           np.maximum(grads[i], -clip_value)]},
+                                                 want))
 
     # direction_change gets torch's clipped gradients, not the student's: the two are scored apart.
     def angle_part():

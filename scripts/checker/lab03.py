@@ -194,7 +194,12 @@ def _filter_variants(direction, weights) -> dict:
     # Filters taken as rows (axis=1) instead of columns.
     rows = [a * (np.linalg.norm(b, axis=1, keepdims=True) / np.linalg.norm(a, axis=1, keepdims=True)) if m else a
             for a, b, m in zip(d, w, is_matrix)]
-    wrong_axis = [with_biases(rows, zeros), with_biases(rows, per_array)]
+    # ... or for one of the two norms only: the weights' rows over the direction's columns, or the reverse.
+    mixed = [[a * (np.linalg.norm(b, axis=1, keepdims=True) / np.linalg.norm(a, axis=0)) if m else a
+              for a, b, m in zip(d, w, is_matrix)],
+             [a * (np.linalg.norm(b, axis=0) / np.linalg.norm(a, axis=1, keepdims=True)) if m else a
+              for a, b, m in zip(d, w, is_matrix)]]
+    wrong_axis = [with_biases(mats, biases) for mats in [rows] + mixed for biases in (zeros, per_array)]
     # Right matrices, but the biases perturbed: raw, rescaled as a whole, or element by element.
     elementwise = [a * (np.abs(b) / np.abs(a)) for a, b in zip(d, w)]
     perturbed = [with_biases(right, d), with_biases(right, per_array), with_biases(right, elementwise)]

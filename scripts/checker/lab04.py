@@ -213,26 +213,29 @@ def check_low_rank(low_rank_approx, rank_k_errors, seed=0, shape=(6, 4), ranks=(
                       torch.linalg.matrix_norm(residual, ord="fro").item(),
                       torch.linalg.matrix_norm(residual, ord=2).item()))
 
+    # Every mistake named below holds for every k, so it fails the first case already. A function that
+    # passed an earlier case and fails a later one has an edge-case bug (at k = min(M.shape) nothing is
+    # discarded, so both errors are 0), whatever value it happens to give there: the later cases name nothing.
     def approx_part():
-        for k, where, M_k, _, _ in cases:
+        for i, (k, where, M_k, _, _) in enumerate(cases):
             call = call_student(low_rank_approx, "low_rank_approx", M=M, k=k)
             neighbours = [_truncate(U, S, Vt, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
-            check.compare("M_k", call.result, M_k, call, case=where, variants={"rank-k-off-by-one": neighbours})
+            check.compare("M_k", call.result, M_k, call, case=where,
+                          variants={"rank-k-off-by-one": neighbours} if i == 0 else None)
 
     def errors_part():
-        for k, where, _, frob_ref, spec_ref in cases:
+        for i, (k, where, _, frob_ref, spec_ref) in enumerate(cases):
             call = call_student(rank_k_errors, "rank_k_errors", S=S, k=k)
             frob, spec = unpack(call.result, "rank_k_errors", ("frobenius", "spectral"))
             kept_frob, kept_spec = _kept(S, k)
             shifted = [_tail(S, j) for j in (k - 1, k + 1) if 0 <= j <= n_values]
+            frob_wrong = {"rank-k-error-from-kept": kept_frob, "rank-k-off-by-one": [f for f, _ in shifted],
+                          "norm-not-rooted": frob_ref ** 2, "energy-not-squared": float(np.sqrt(np.sum(S[k:])))}
+            spec_wrong = {"rank-k-error-from-kept": kept_spec, "rank-k-off-by-one": [s for _, s in shifted]}
             check.compare("Frobenius error", frob, frob_ref, call, case=where,
-                          variants=exclusive({"rank-k-error-from-kept": kept_frob,
-                                              "rank-k-off-by-one": [f for f, _ in shifted],
-                                              "norm-not-rooted": frob_ref ** 2,
-                                              "energy-not-squared": float(np.sqrt(np.sum(S[k:])))}, frob_ref))
+                          variants=exclusive(frob_wrong, frob_ref) if i == 0 else None)
             check.compare("spectral error", spec, spec_ref, call, case=where,
-                          variants=exclusive({"rank-k-error-from-kept": kept_spec,
-                                              "rank-k-off-by-one": [s for _, s in shifted]}, spec_ref))
+                          variants=exclusive(spec_wrong, spec_ref) if i == 0 else None)
 
     # low_rank_approx may be built on Exercise 1's functions: a mistake there is charged there only.
     outcomes = {"low_rank_approx": outcome(lambda: charge_once(approx_part, depends_on=EXERCISE_1_REFERENCES)),
@@ -272,15 +275,16 @@ def check_energy(energy_captured, rank_for_energy, seed=0, n_values=8, targets=(
     St = _t(S)
     energy_ref = (torch.cumsum(St ** 2, 0) / torch.sum(St ** 2)).numpy()
     unsquared = np.cumsum(S) / np.sum(S)
-    # Squares in the numerator only: normalised by (sum S)**2 instead of sum(S**2).
+    # Squares in the numerator only: normalised by (sum S)**2 instead of sum(S**2); or squared after the sums.
     half_squared = np.cumsum(S ** 2) / np.sum(S) ** 2
+    squared_after = (np.cumsum(S) / np.sum(S)) ** 2
     if np.min(np.abs(energy_ref[:, None] - np.asarray(targets)[None, :])) < 1e-6:
         raise ValueError("a target lies on a cumulative energy; choose other targets")  # check author's bug
 
     def energy_part():
         call = call_student(energy_captured, "energy_captured", S=S)
         check.compare("energy", call.result, energy_ref, call,
-                      variants={"energy-not-squared": [unsquared, half_squared]})
+                      variants={"energy-not-squared": [unsquared, half_squared, squared_after]})
 
     def rank_part():
         for target in targets:
@@ -329,10 +333,22 @@ def _lora_inputs(seed, n, d_in, d_out, r):
     return x, W, A, B, dL_dy
 
 
-def _wrong_scales(alpha: float, r: int) -> list[float]:
-    """Scalings a student might use instead of alpha / r: none, alpha alone, 1 / r, r / alpha, alpha / r**2."""
+def _wrong_scales(alpha: float, r: int, d_in: int, d_out: int, n: int | None = None) -> list[float]:
+    """Scalings a student might use instead of alpha / r: none, alpha alone, 1 / r, r / alpha, alpha / r**2,
+    and alpha over a dimension that is not the rank (d_out = B.shape[0], d_in = A.shape[1]).
+
+    A dimension-based scale is left out where its ratio to alpha / r is one the catalogue's generic
+    detectors read as another mistake (2 or 1/2, and N or 1/N for gradients, with ``n``): there the
+    two names would fit the same value.
+    """
     right = alpha / r
-    return [s for s in (1.0, alpha, 1.0 / r, r / alpha, alpha / r ** 2) if abs(s - right) > 1e-12]
+    scales = [1.0, alpha, 1.0 / r, r / alpha, alpha / r ** 2]
+    generic = [2.0, 0.5] + ([float(n), 1.0 / n] if n else [])
+    for d in (d_out, d_in):
+        ratio = (alpha / d) / right
+        if all(abs(ratio - g) > 1e-9 * g for g in generic):
+            scales.append(alpha / d)
+    return [s for s in scales if abs(s - right) > 1e-12]
 
 
 def _lora_numpy(x, W, A, B, dL_dy, scale):
@@ -405,7 +421,7 @@ def check_lora_layer(lora_forward, lora_backward, seed=0, dims=((5, 6, 7, 3),), 
         Wt = _t(W)  # frozen: no gradient
         yt = xt @ Wt.T + (alpha / r) * (xt @ At.T) @ Bt.T
         yt.backward(_t(dL_dy))
-        unscaled = [_lora_numpy(x, W, A, B, dL_dy, s) for s in _wrong_scales(alpha, r)]
+        unscaled = [_lora_numpy(x, W, A, B, dL_dy, s) for s in _wrong_scales(alpha, r, d_in, d_out, n)]
         right = _lora_numpy(x, W, A, B, dL_dy, alpha / r)
         cases.append((n, x, W, A, B, dL_dy, xt, At, Bt, yt.detach().numpy(), unscaled, right,
                       f"N={n}, d_in={d_in}, d_out={d_out}, r={r}, alpha={alpha}"))
@@ -454,7 +470,8 @@ def check_lora_merge(merge_lora, seed=0, dims=((5, 7, 3),), alpha=12.0):
         merged_ref = _t(W) + (alpha / r) * _t(B) @ _t(A)
         call = call_student(merge_lora, "merge_lora", W=W, A=A, B=B, alpha=alpha)
         check.compare("W_merged", call.result, merged_ref.numpy(), call, case=where,
-                      variants=exclusive({"lora-missing-scaling": [W + s * B @ A for s in _wrong_scales(alpha, r)],
+                      variants=exclusive({"lora-missing-scaling": [W + s * B @ A
+                                                                   for s in _wrong_scales(alpha, r, d_in, d_out)],
                                           "sign-flipped": W - (alpha / r) * B @ A}, merged_ref.numpy()))
         check.cases += 1
     return check.passed()
