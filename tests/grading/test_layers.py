@@ -115,6 +115,32 @@ def test_seccomp_alone_keeps_outsiders_signals_for_outsiders(attempt, refused):
 
 
 @pytest.mark.skipif(not LINUX, reason="seccomp is Linux")
+@pytest.mark.parametrize("attempt", [
+    "os.memfd_create('x')",                                   # memory RLIMIT_AS does not count
+    "libc.shmget(0, 1 << 20, 0o1666)",                        # System V shared memory: outlives the sandbox
+    "libc.msgget(0, 0o1666)",
+    "libc.semget(0, 1, 0o1666)",
+])
+def test_seccomp_alone_refuses_memory_outside_the_address_space_and_the_sandbox_s_life(attempt):
+    # A red-team audit (2026-12-02) held 4.8 GB in memfds under a 3 GB RLIMIT_AS, until the OOM killer
+    # took the grader's worker; and left 2 GB of System V segments that the next student's sandbox saw.
+    run = _python(f"""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        from coursetools.grading import seccomp
+        assert seccomp.install() == ""
+        try:
+            result = {attempt}
+        except OSError as exc:
+            print("refused", exc.errno)
+        else:
+            print("refused", ctypes.get_errno()) if result == -1 else print("done", result)
+    """)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "refused 1", run.stdout
+
+
+@pytest.mark.skipif(not LINUX, reason="seccomp is Linux")
 @pytest.mark.parametrize("status", [137, 143, 255, -1])
 def test_seccomp_alone_forbids_an_exit_status_that_reads_as_a_kill(status):
     run = _python(f"""

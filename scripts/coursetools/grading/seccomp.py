@@ -11,7 +11,12 @@ refuse what grading never needs, whatever the Python code does:
   processes' memory;
 * mounting, unmounting, ``unshare``, ``setns``, ``chroot``: the mount
   namespace that hides solutions and submissions stays as it was set up;
-* sockets, BPF, kernel modules, keyrings, ``open_by_handle_at``.
+* sockets, BPF, kernel modules, keyrings, ``open_by_handle_at``;
+* memory outside the address space and outside the sandbox's life: ``memfd_create``
+  (a file in memory that ``RLIMIT_AS`` does not count: a hundred of them once took
+  gigabytes until the out-of-memory killer chose the grader), ``memfd_secret``, and
+  System V shared memory, message queues and semaphores and POSIX message queues
+  (they outlive the process, and the next sandbox of the same server could attach them).
 
 Refused calls fail with ``EPERM`` (``ENOSYS`` for ``clone3``, so the C
 library falls back to ``clone``, whose flags the filter can inspect).
@@ -52,6 +57,8 @@ _SYSCALLS = {
         "reboot": 169, "swapon": 167, "swapoff": 168, "acct": 163,
         "keyctl": 250, "add_key": 248, "request_key": 249,
         "name_to_handle_at": 303, "open_by_handle_at": 304, "personality": 135, "io_uring_setup": 425,
+        "memfd_create": 319, "memfd_secret": 447, "shmget": 29, "shmat": 30, "msgget": 68, "semget": 64,
+        "mq_open": 240,
     }),
     "aarch64": (0xC00000B7, {
         "execve": 221, "execveat": 281, "clone": 220, "clone3": 435,
@@ -66,6 +73,8 @@ _SYSCALLS = {
         "reboot": 142, "swapon": 224, "swapoff": 225, "acct": 89,
         "keyctl": 219, "add_key": 217, "request_key": 218,
         "name_to_handle_at": 264, "open_by_handle_at": 265, "personality": 92, "io_uring_setup": 425,
+        "memfd_create": 279, "memfd_secret": 447, "shmget": 194, "shmat": 196, "msgget": 186, "semget": 190,
+        "mq_open": 180,
     }),
 }
 for _numbers, _extra in ((_SYSCALLS["x86_64"][1], {"exit": 60, "exit_group": 231, "fcntl": 72,
