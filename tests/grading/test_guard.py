@@ -106,7 +106,7 @@ def test_ways_to_reach_or_rewrite_the_hook_are_refused(hook, event):
         hook[0](event, ())
 
 
-@pytest.mark.parametrize("module", ["torch", "torch.nn", "_posixsubprocess", "_ctypes", "cffi"])
+@pytest.mark.parametrize("module", ["torch", "torch.nn", "_posixsubprocess", "_ctypes", "cffi", "_cffi_backend"])
 def test_imports_refused_in_a_numpy_only_lab(hook, module):
     with pytest.raises(ImportError):
         hook[0]("import", (module, None, [], [], []))

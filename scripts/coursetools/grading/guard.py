@@ -48,7 +48,8 @@ WRITE_EVENTS = frozenset({
 READ_EVENTS = frozenset({"os.listdir", "os.scandir", "glob.glob", "os.chdir", "os.listxattr", "os.getxattr",
                          "os.startfile", "shutil.unpack_archive"})
 NUMPY_ONLY_BLOCKED = ("torch", "jax", "tensorflow", "cffi")
-ALWAYS_BLOCKED = ("cffi", "_posixsubprocess", "_ctypes")
+# _cffi_backend is the C half of cffi: importing it alone gives load_library and raw calls (red team, 2026-12-02).
+ALWAYS_BLOCKED = ("cffi", "_cffi_backend", "_posixsubprocess", "_ctypes")
 
 
 def build_hook(sandbox_dir: str, read_roots, numpy_only: bool):
