@@ -88,6 +88,42 @@ def test_landlock_alone_stops_every_spelling_of_a_path_outside(tmp_path):
     (ROOT / "build" / "landlock-probe").unlink(missing_ok=True)
 
 
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="no Landlock in this kernel")
+def test_landlock_alone_keeps_a_refused_package_off_the_disk(tmp_path):
+    """A red-team audit (2026-12-02) loaded torch in a numpy-only lab past the audit hook (a pure-Python
+    __import__, extension modules loaded under other names) and earned an exercise with autograd. The
+    last Landlock layer now leaves torch's files (and cffi's, in every lab) unreadable; the rest of the
+    environment stays importable and its folders listable."""
+    code = f"""
+        import os, sys
+        from coursetools.grading import guard, isolation, landlock
+        excluded = isolation.package_paths(guard.kept_off_disk(numpy_only=True))
+        read, list_only = isolation.roots_without({read_roots()!r}, excluded)
+        why = landlock.restrict(read, [{str(tmp_path)!r}], ["/dev/null"], list_only=list_only)
+        out = {{"why": why, "excluded": excluded}}
+        try:
+            import torch
+            out["torch"] = "imported"
+        except (ImportError, OSError) as exc:
+            out["torch"] = type(exc).__name__
+        try:
+            open(os.path.join([e for e in excluded if e.endswith("torch")][0], "__init__.py"), "rb").read(1)
+            out["torch_file"] = "read"
+        except PermissionError:
+            out["torch_file"] = "refused"
+        import sklearn.decomposition, numpy
+        out["numpy"] = numpy.ones(2).sum() == 2.0
+        out["listing"] = "numpy" in os.listdir(os.path.dirname(os.path.dirname(numpy.__file__)))
+        print(repr(out))
+    """
+    run = _python(code)
+    assert run.returncode == 0, run.stderr
+    out = eval(run.stdout)
+    assert out["why"] == "" and any(e.endswith("/torch") for e in out["excluded"]), out
+    assert out["torch"] != "imported" and out["torch_file"] == "refused", out
+    assert out["numpy"] and out["listing"], out
+
+
 # -- seccomp alone ---------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not LINUX, reason="seccomp is Linux")
@@ -410,6 +446,21 @@ def test_a_library_the_lab_environment_has_can_be_imported_by_student_code(tmp_p
             "print(TruncatedSVD(n_components=2, random_state=0).fit_transform(A).shape)\n")})
     assert reply["ok"], reply
     assert "(7, 2)" in reply["output"]
+
+
+@pytest.mark.skipif(landlock.abi_version() < 1, reason="no Landlock in this kernel")
+def test_a_numpy_only_sandbox_cannot_read_torch_or_cffi_from_disk(tmp_path):
+    # The audit hook lets `open` read the Python installation; the files of the packages it refuses
+    # to import are kept out by the kernel, so no way past the hook's import check finds them.
+    torch_init = os.path.join(os.path.dirname(__import__("importlib.util").util.find_spec("torch").origin))
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=60), workdir=tmp_path) as sandbox:
+        reply, _ = sandbox.request({"op": "exec", "cell": "peek", "source": (
+            f"for path in [{torch_init!r} + '/__init__.py', {np.__file__!r}]:\n"
+            "    try:\n        open(path, 'rb').read(1)\n        print('read', path)\n"
+            "    except PermissionError:\n        print('refused', path)\n")})
+    assert reply["ok"], reply
+    assert f"refused {torch_init}/__init__.py" in reply["output"], reply["output"]
+    assert f"read {np.__file__}" in reply["output"], reply["output"]
 
 
 def test_make_grade_names_the_layers_this_machine_gives():

@@ -52,6 +52,11 @@ NUMPY_ONLY_BLOCKED = ("torch", "jax", "tensorflow", "cffi")
 ALWAYS_BLOCKED = ("cffi", "_cffi_backend", "_posixsubprocess", "_ctypes")
 
 
+def kept_off_disk(numpy_only: bool) -> tuple[str, ...]:
+    """The blocked packages whose files the sandbox's last Landlock layer also makes unreadable."""
+    return (NUMPY_ONLY_BLOCKED if numpy_only else ()) + ("cffi", "_cffi_backend")
+
+
 def build_hook(sandbox_dir: str, read_roots, numpy_only: bool):
     """The audit hook for a sandbox folder, readable roots and import policy (not yet installed).
 

@@ -68,6 +68,67 @@ def read_roots() -> list[str]:
     return sorted(set(python_roots()) | {p for p in system if os.path.exists(p)})
 
 
+def package_paths(names) -> list[str]:
+    """Where the packages or modules ``names`` live on disk (found without importing them)."""
+    import importlib.util
+
+    paths = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is None:
+            continue
+        locations = list(spec.submodule_search_locations or [])
+        paths += locations or ([spec.origin] if spec.origin and os.path.isabs(spec.origin) else [])
+    return sorted({os.path.realpath(p) for p in paths})
+
+
+def roots_without(roots, excluded) -> tuple[list[str], list[str]]:
+    """Landlock rules giving everything beneath ``roots`` except what lies beneath ``excluded``.
+
+    Landlock only allows, so a root holding an excluded path is replaced by its entries, down the
+    path to it: every folder on the way may be listed (a listing reads no file), every other entry
+    is readable. An entry that is a symbolic link to a folder holding an excluded path (a venv's
+    ``lib64 -> lib``) is left out; its target is covered through its real path.
+
+    Returns
+    -------
+    read : list of str
+        Folders and files readable with everything beneath them.
+    list_only : list of str
+        Folders that may only be listed (the ancestors of the excluded paths).
+    """
+    excluded = sorted({os.path.realpath(e) for e in excluded})
+
+    def holds(path):
+        return any(e == path or e.startswith(path.rstrip("/") + "/") for e in excluded)
+
+    read, list_only = set(), set()
+
+    def cover(folder):
+        list_only.add(folder)
+        for entry in sorted(os.listdir(folder)):
+            path = os.path.join(folder, entry)
+            real = os.path.realpath(path)
+            if real in excluded:
+                continue
+            if not holds(real):
+                read.add(path)
+            elif real == path and os.path.isdir(path):
+                cover(path)
+            # else: a link into a folder that holds an excluded path, covered through its real path
+
+    for root in roots:
+        real_root = os.path.realpath(root)
+        if not holds(real_root):
+            read.add(root)
+        elif real_root not in excluded and os.path.isdir(real_root):
+            cover(real_root)
+    return sorted(read), sorted(list_only - read)
+
+
 @dataclass
 class Isolation:
     """How sandboxes are walled in on this machine (decided once per grading run).

@@ -70,10 +70,13 @@ def abi_version() -> int:
     return max(int(version), 0)
 
 
-def restrict(read: list[str], write: list[str], read_write_files: list[str] = ()) -> str:
+def restrict(read: list[str], write: list[str], read_write_files: list[str] = (), list_only: list[str] = ()) -> str:
     """Apply Landlock to this process: read beneath ``read``, everything beneath ``write``.
 
     ``read_write_files`` are single files (such as ``/dev/null``) that may be read and written.
+    Folders in ``list_only`` may be listed, with everything beneath them, but no file beneath them
+    read unless ``read`` allows it (what :func:`~coursetools.grading.isolation.roots_without` gives
+    for the folders above a package kept out).
     Paths that do not exist are skipped. Returns "" when applied, else why not (the
     sandbox then relies on its other layers, and says so).
     """
@@ -91,7 +94,8 @@ def restrict(read: list[str], write: list[str], read_write_files: list[str] = ()
         return f"landlock_create_ruleset failed: errno {ctypes.get_errno()}"
     try:
         read_rights = READ_FILE | READ_DIR
-        rules = [(p, read_rights) for p in read] + [(p, handled) for p in write] + \
+        rules = [(p, read_rights) for p in read] + [(p, READ_DIR) for p in list_only] + \
+                [(p, handled) for p in write] + \
                 [(p, READ_FILE | WRITE_FILE | (TRUNCATE if abi >= 3 else 0)) for p in read_write_files]
         for path, rights in rules:
             try:

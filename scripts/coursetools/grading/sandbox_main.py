@@ -559,6 +559,11 @@ def prepare(init: dict) -> dict:
             __import__(name)
         except ImportError:
             pass  # `from module import name` lists names that are not modules
+    from coursetools.grading import guard, isolation
+
+    # The last Landlock layer's rules, worked out once (a server forks many sandboxes from here).
+    init["late_rules"] = isolation.roots_without(
+        init["read_roots"] + SYSTEM_FILES, isolation.package_paths(guard.kept_off_disk(init["numpy_only"])))
     if init["numpy_only"]:
         # The checker imports torch; in a numpy-only lab the submission gets inert stand-ins instead.
         sys.meta_path.insert(0, _StubChecker())
@@ -579,8 +584,11 @@ def wall_in(init: dict, sandbox_dir: str, early: str, applied: dict) -> dict:
     """
     from coursetools.grading import guard, landlock, seccomp
 
-    # The second Landlock layer drops scripts/: the sealed modules' source stays out of reach.
-    late = landlock.restrict(init["read_roots"] + SYSTEM_FILES, [sandbox_dir], ["/dev/null"])
+    # The second Landlock layer drops scripts/: the sealed modules' source stays out of reach. It also
+    # keeps the packages the audit hook refuses off the disk (torch in a numpy-only lab, cffi always),
+    # so that a way past the hook's import check still finds no file to load.
+    read, list_only = init["late_rules"]
+    late = landlock.restrict(read, [sandbox_dir], ["/dev/null"], list_only=list_only)
     kernel_filter = seccomp.install()
     layers = dict(layers_seen(sandbox_dir, init.get("grader_namespaces")), **applied)
     guard.disarm_ctypes()
