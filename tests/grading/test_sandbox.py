@@ -139,3 +139,17 @@ def test_a_container_of_arrays_changed_in_place_is_reported(tmp_path):
             == ["params"]
         assert call_student(names["rekey"], "rekey", weights={"W": np.ones(2)}).mutated_inputs == ["weights"]
         assert call_student(names["honest"], "honest", params=params).mutated_inputs == []
+
+
+def test_a_patched_comparison_cannot_hide_an_input_changed_in_place(tmp_path):
+    """Red-team finding (2026-12-02): the sandbox compared inputs before and after a call with
+    numpy.array_equal, which a cell can replace; a mutating function then kept its points."""
+    code = ("import builtins\nimport numpy as np\n"
+            "np.array_equal = lambda a, b, equal_nan=False: True\n"
+            "np.testing.assert_array_equal = lambda *a, **k: None\n"
+            "builtins.all = lambda iterable: True\n"
+            "def shift(logits):\n    logits -= logits.max(axis=1, keepdims=True)\n    return logits.sum()\n")
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=10), workdir=tmp_path) as sb:
+        assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
+        logits = np.arange(6.0).reshape(2, 3)
+        assert call_student(_names(sb)["shift"], "shift", logits=logits).mutated_inputs == ["logits"]

@@ -425,13 +425,18 @@ def _snapshot(value):
     return None
 
 
-def _same_arrays(now: dict, before: dict) -> bool:
-    import numpy as np
+def _same_arrays(now: dict, before: dict, _all=all) -> bool:
+    """Whether every array is as it was, bit for bit.
 
+    Only methods of ndarray, bytes and dict (built-in types no cell can patch) and ``all`` bound at
+    definition: a student cell that replaces ``numpy.array_equal`` or ``builtins.all`` cannot hide an
+    input it changed (a red-team audit's cell did so and kept 3 points of a mutating function).
+    Bit for bit: writing -0.0 over 0.0, or a NaN with another payload, counts as a change.
+    """
     if now.keys() != before.keys():
         return False  # the container itself was emptied, extended or re-keyed
-    return all(a.shape == before[k].shape and np.array_equal(a, before[k], equal_nan=a.dtype.kind in "fc")
-               for k, a in now.items())
+    return _all(a.shape == before[k].shape and a.dtype == before[k].dtype and a.tobytes() == before[k].tobytes()
+                for k, a in now.items())
 
 
 def where(exc: BaseException) -> str:
