@@ -335,6 +335,34 @@ def _busy(n: int) -> list[subprocess.Popen]:
     return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
 
 
+def test_a_grading_worker_killed_from_outside_does_not_stop_the_class():
+    """Red-team finding (2026-12-02): the out-of-memory killer took a grading worker, the process pool
+    broke, and the next submission raised BrokenProcessPool out of make grade: no grades.csv for anyone.
+    The notebooks the dead worker held are infrastructure errors to regrade; the rest go to a new pool."""
+    import concurrent.futures
+    import functools
+    import multiprocessing
+
+    from coursetools.grading import executors
+
+    make_pool = functools.partial(concurrent.futures.ProcessPoolExecutor, 1,
+                                  mp_context=multiprocessing.get_context("spawn"))
+    first = make_pool()
+    executor = executors.LocalExecutor(first, 1, None, Limits(), make_pool=make_pool)
+    try:
+        doomed = first.submit(os._exit, 9)       # the worker dies as under the out-of-memory killer
+        lost = executors.outcome(doomed, "ann", "01_backprop")
+        assert lost["status"] == "error" and lost["retry"] and "worker lost" in lost["reason"], lost
+        # The next notebook is graded by a fresh pool (its digest is wrong on purpose: a quick answer).
+        after = executor.submit("bob", "01_backprop", b"{}", "0" * 64, {})
+        result = executors.outcome(after, "bob", "01_backprop")
+        assert executor.pool is not first
+        assert result["student"] == "bob" and "bytes changed" in result["reason"], result
+    finally:
+        first.shutdown(wait=True)
+        executor.close()
+
+
 def test_a_grade_does_not_depend_on_how_busy_the_machine_is(tmp_path):
     lab = _burning_lab()
     limits = Limits(call_seconds=0.8, notebook_seconds=60, wall_factor=40)  # the backstop stays out of the way

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import multiprocessing
 import os
 import sys
@@ -225,10 +226,11 @@ def main(argv=None) -> int:
         # Spawned, not forked: a parent that has imported torch has threads, and a fork of a threaded
         # process can deadlock (a grading run hung with both workers idle).
         pool = None
+        make_pool = functools.partial(ProcessPoolExecutor, workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_init_worker,
+                                      initargs=(labs_used, max(1, (os.cpu_count() or 1) // workers)))
         if jobs and args.executor == "local":
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker,
-                                       initargs=(labs_used, max(1, (os.cpu_count() or 1) // workers)))
+            pool = make_pool()
             stack.callback(pool.shutdown, wait=True, cancel_futures=True)  # on an error, queued notebooks go
             # Start the workers now: their imports and the lab's setup take seconds, which this process's
             # probe of the sandbox and nbgrader's assignment then no longer wait for.
@@ -244,7 +246,7 @@ def main(argv=None) -> int:
             print(f"make grade: {executors.isolation_problem(args, layers)}; nothing was graded", file=sys.stderr)
             return 1
         # The local pool or Dask workers, behind the journal in OUT (executors.py).
-        pool = executors.runner(args, out, stack, pool, workers, labs_used, isolation, limits)
+        pool = executors.runner(args, out, stack, pool, workers, labs_used, isolation, limits, make_pool)
         return _grade_and_record(args, out, found, jobs, labs, labs_used, limits, isolation, course, pool, workers,
                                  started)
 

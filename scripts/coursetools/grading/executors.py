@@ -26,6 +26,7 @@ import os
 import socket
 import sys
 import tempfile
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from . import identity
@@ -149,22 +150,40 @@ def grade_task(student: str, lab: str, data: bytes, digest: str, expect: dict, l
 # -- the submitting side ------------------------------------------------------------------------------
 
 class LocalExecutor:
-    """Today's pool of spawned processes (``cli._init_worker`` set each one up)."""
+    """Today's pool of spawned processes (``cli._init_worker`` set each one up).
+
+    A worker that dies (the out-of-memory killer, an operator's kill) breaks a
+    ``ProcessPoolExecutor`` for good: the notebooks it held come back as infrastructure
+    errors (:func:`outcome`), and ``make_pool``, when given, starts a fresh pool for the
+    rest of the class instead of stopping it.
+    """
 
     name = "local"
 
-    def __init__(self, pool: concurrent.futures.Executor, workers: int, isolation, limits):
+    def __init__(self, pool: concurrent.futures.Executor, workers: int, isolation, limits, make_pool=None):
         self.pool, self.workers, self.isolation, self.limits = pool, workers, isolation, limits
+        self.make_pool, self.replaced = make_pool, []
 
     def submit(self, student, lab, data, digest, expect):
-        return self.pool.submit(grade_bytes, student, lab, data, digest, self.isolation, self.limits)
+        try:
+            return self.pool.submit(grade_bytes, student, lab, data, digest, self.isolation, self.limits)
+        except BrokenProcessPool:
+            if self.make_pool is None:
+                raise
+            print("make grade: a grading worker died (killed from outside); the rest of the class goes to a "
+                  "fresh pool, and its notebooks in progress are marked for regrading", file=sys.stderr)
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = self.make_pool()
+            self.replaced.append(self.pool)
+            return self.pool.submit(grade_bytes, student, lab, data, digest, self.isolation, self.limits)
 
     def wait_any(self, futures):
         done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_COMPLETED)
         return done
 
     def close(self):
-        pass
+        for pool in self.replaced:   # the first pool is cli.py's to shut down
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 class DaskExecutor:
@@ -350,12 +369,14 @@ class Runner:
                                                                           if r.get("status") == "graded"]))
 
 
-def runner(args, out: Path, stack, pool, workers: int, labs_used: list[str], isolation, limits) -> Runner:
-    """The executor ``args`` ask for (``pool``: the local process pool cli.py started, when local)."""
+def runner(args, out: Path, stack, pool, workers: int, labs_used: list[str], isolation, limits,
+           make_pool=None) -> Runner:
+    """The executor ``args`` ask for (``pool``: the local process pool cli.py started, when local;
+    ``make_pool``: how to start another one if a worker dies)."""
     expect = expectations(labs_used, args.require_isolation)
     journal = Journal(out, only_new=args.only_new)
     if args.executor == "local" or not labs_used:
-        executor = LocalExecutor(pool, workers, isolation, limits) if pool is not None else None
+        executor = LocalExecutor(pool, workers, isolation, limits, make_pool) if pool is not None else None
         return Runner(executor, journal, expect, stack)
     executor = DaskExecutor.connect(limits, scheduler=args.scheduler, slurm_jobs=args.slurm,
                                     slurm_queue=args.slurm_queue, memory_gb=args.memory_gb)
