@@ -68,6 +68,23 @@ def test_a_flood_is_capped_and_says_so():
     assert "more figure(s) not kept" in nb_outputs[-1]["text"]
 
 
+def test_a_flood_of_cells_keeps_no_more_text_than_the_notebook_budget(tmp_path):
+    """Red-team finding (2026-12-02): 20,000 cells each printing 20,000 characters (a 3.2 MB notebook)
+    put 770 MB into OUT and 1.35 GB into the grader; the per-cell cap had no notebook total."""
+    from coursetools.grading.trusted import TrustedLab
+    from coursetools.grading.verdict import grade_submission
+    from fixtures.notebooks import solution_sources
+
+    flood = [(f"added cell {i}", "print('x' * 30_000)") for i in range(60)]   # 60 x 20,000 kept per cell
+    cells = list(solution_sources(LAB).items()) + flood
+    result = grade_submission(TrustedLab.load(LAB), "flooder", cells, Limits(call_seconds=30), workdir=tmp_path)
+    texts = [d["text"] for d in result.displays.values()]
+    note = f"this notebook printed more than {outputs.NOTEBOOK_TEXT_CHARS} characters in all"
+    assert sum(len(t) for t in texts) <= outputs.NOTEBOOK_TEXT_CHARS + len(texts) * 200, sum(map(len, texts))
+    assert any(note in t for t in texts) and note in result.displays["added cell 59"]["text"]
+    assert all(v.points == v.max_points for v in result.verdicts), "the output budget costs no points"
+
+
 def test_a_forged_figure_in_a_verdict_file_is_not_shown():
     forged = {"text": "", "figures": ["x' onerror='alert(1)", base64.b64encode(b"GIF89a").decode()],
               "figures_left_out": 0}

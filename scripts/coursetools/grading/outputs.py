@@ -19,6 +19,7 @@ import numpy as np
 from nbformat.v4 import new_output
 
 TEXT_CAP = 20_000                    # characters of one cell's printed output kept
+NOTEBOOK_TEXT_CHARS = 200_000        # characters of printed output kept from all of one notebook's cells
 FIGURES_PER_CELL = 8
 FIGURE_BYTES = 1 * 2**20             # one PNG
 NOTEBOOK_FIGURE_BYTES = 2 * 2**20    # all of one notebook's PNGs: feedback pages stay small enough to upload
@@ -56,6 +57,21 @@ def cell_display(source: str, text: str, figures, left_out) -> dict:
     if len(text) > TEXT_CAP:
         text = text[:TEXT_CAP] + f"\n... [{len(text) - TEXT_CAP} more characters of output not kept]"
     return {"source_key": source_key(source), "text": text, "figures": kept, "figures_left_out": left_out + refused}
+
+
+def charge_text(display: dict, spent: int) -> tuple[dict, int]:
+    """``display`` with its text cut to what is left of :data:`NOTEBOOK_TEXT_CHARS` after ``spent``.
+
+    Applied cell by cell as the notebook runs, so that twenty thousand cells of capped output
+    (a red-team notebook: 770 MB in OUT, 1.35 GB in the grader) cost no more than the budget.
+    Returns the display and the characters spent so far.
+    """
+    text = display["text"]
+    left = max(0, NOTEBOOK_TEXT_CHARS - spent)
+    if len(text) > left:
+        note = f"[output not kept: this notebook printed more than {NOTEBOOK_TEXT_CHARS} characters in all]"
+        display = dict(display, text=(text[:left] + "\n" + note) if left else note)
+    return display, spent + min(len(text), left)
 
 
 def within_budget(displays: dict[str, dict]) -> dict[str, dict]:

@@ -69,6 +69,7 @@ class SubmissionRunner:
         self.names: dict = {}
         self.bad_cells: set[str] = set()   # cells that hung or killed the process: skipped on restart
         self.cell_outputs: dict[str, str] = {}
+        self.text_spent = 0   # characters of printed output kept so far (outputs.NOTEBOOK_TEXT_CHARS)
         self.displays: dict[str, dict] = {}  # every student cell's printed text and figures, for the feedback
         self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
         self.cpu_spent = 0.0                 # CPU seconds used by this notebook's earlier sandboxes
@@ -149,7 +150,9 @@ class SubmissionRunner:
         """
         if not ok and label not in self.trusted.solution_ids:
             text = ""
-        self.displays[label] = outputs.cell_display(source, text, figures, dropped)
+        display, self.text_spent = outputs.charge_text(outputs.cell_display(source, text, figures, dropped),
+                                                       self.text_spent)
+        self.displays[label] = display
 
     def close(self):
         if self.sandbox is not None:
