@@ -77,6 +77,29 @@ def test_grader_functions_are_called_back_and_data_comes_back(sandbox):
     assert names["answer"] == 42
 
 
+def test_a_call_back_to_the_grader_gets_no_more_memory_than_the_sandbox(tmp_path):
+    """Red-team finding (2026-12-02): a cell passed the grader's reference linear layer a (20000, 1) and a
+    (1, 20000) array; the grader built the 3.2 GB product itself and the out-of-memory killer took it."""
+    code = "def ask(f):\n    return f(12_000)\n"
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=30, memory_bytes=256 * 2**20), workdir=tmp_path) as sb:
+        assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
+        # 12,000 x 12,000 float64 is 1.15 GB: far past the sandbox's 256 MB, so the grader refuses it.
+        with pytest.raises(CheckFailure) as failure:
+            call_student(_names(sb)["ask"], "ask", f=lambda n: float(np.ones((n, n)).sum()))
+    assert "MemoryError" in str(failure.value), str(failure.value)
+
+
+def test_the_grader_s_cpu_time_in_call_backs_counts_against_the_submission(tmp_path):
+    """Red-team finding (2026-12-02): a loop of calls back to the grader used 48 s of the grader's CPU
+    against 9 s of the sandbox's under --timeout 10; only the wall-clock backstop stopped it."""
+    code = "def hammer(f):\n    while True:\n        f(300_000)\n"
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=2), workdir=tmp_path) as sb:
+        assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
+        with pytest.raises(CheckFailure) as failure:
+            call_student(_names(sb)["hammer"], "hammer", f=lambda n: sum(range(n)))
+    assert "s of CPU time" in str(failure.value) and "waiting" not in str(failure.value), str(failure.value)
+
+
 def test_torch_is_refused_in_numpy_only_labs(sandbox):
     with pytest.raises(CheckFailure) as failure:
         call_student(_names(sandbox)["tensor"], "tensor")

@@ -8,6 +8,7 @@ larger catches code that sleeps or blocks.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -49,6 +50,31 @@ class SandboxKilled(BaseException):
 
 class SandboxViolation(RuntimeError):
     """The sandbox sent something that is not an answer to the grader's request (a forged or stale frame)."""
+
+
+@contextlib.contextmanager
+def memory_ceiling(extra_bytes: int):
+    """Inside, this process's address space may grow by at most ``extra_bytes`` (RLIMIT_AS, soft limit).
+
+    An allocation past it raises ``MemoryError`` in the code that asked, instead of taking the machine's
+    memory until the out-of-memory killer chooses a process. The soft limit is put back on the way out
+    (the hard limit is left alone, so it can be). Where the limit cannot be read or set, nothing changes.
+    """
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        with open("/proc/self/statm") as statm:
+            size = int(statm.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        ceiling = min(v for v in (size + extra_bytes, soft, hard) if v != resource.RLIM_INFINITY)
+        resource.setrlimit(resource.RLIMIT_AS, (ceiling, hard))
+    except (ImportError, OSError, ValueError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 @dataclass
@@ -136,6 +162,7 @@ class Sandbox:
         self.deadline: float | None = None   # wall-clock backstop of the notebook (time.monotonic())
         self.cpu_allowance = cpu_allowance
         self.cpu_base = 0.0                  # CPU time the start-up used (the grader's, not the student's)
+        self.callback_cpu = 0.0              # the grader's CPU time in calls the sandbox made back to it
         self.cpu_seen = 0.0                  # the largest CPU reading while waiting
         self.layers: dict = {}
         self.seq = 0
@@ -209,8 +236,9 @@ class Sandbox:
         self.cpu_seen = 0.0  # read while starting, before the base was known: the start-up is not the student's
 
     def cpu_used(self) -> float:
-        """CPU seconds the submission's code has used in this sandbox so far."""
-        return max(0.0, cpu_seconds_of(self.pid) - self.cpu_base)
+        """CPU seconds the submission's code has used in this sandbox so far, with the grader's CPU
+        seconds in the calls it made back to the grader (they run on the submission's behalf)."""
+        return max(0.0, cpu_seconds_of(self.pid) - self.cpu_base) + self.callback_cpu
 
     def close(self) -> None:
         if self.proc is None:
@@ -334,6 +362,11 @@ class Sandbox:
             if reply.get("op") != "callback":
                 return reply, reply_arrays
             self._serve_callback(reply, reply_arrays)
+            # Checked here too: a sandbox that calls back without pause never leaves the grader waiting.
+            self.cpu_seen = max(self.cpu_seen, self.cpu_used())
+            if self.cpu_seen > cpu_limit:
+                self.close()
+                raise SandboxTimeout(self._timeout_message(wall=False))
 
     def _serve_callback(self, msg, arrays) -> None:
         fn = self.callbacks.get(msg.get("func")) if type(msg.get("func")) is int else None
@@ -345,7 +378,16 @@ class Sandbox:
             if not isinstance(args, list) or not isinstance(kwargs, dict) or \
                     not all(isinstance(k, str) for k in kwargs):
                 raise TypeError("a call back to the grader takes a list of arguments and a dict of keywords")
-            tree, out = wire.encode(fn(*args, **kwargs))
+            # The grader's work on the sandbox's behalf gets the sandbox's limits: its CPU time counts
+            # against the submission's, and it may take no more memory than the sandbox may (a red-team
+            # cell had a reference linear layer build a 20,000 x 20,000 product in the grader).
+            start = time.thread_time()
+            try:
+                with memory_ceiling(self.limits.memory_bytes):
+                    value = fn(*args, **kwargs)
+            finally:
+                self.callback_cpu += time.thread_time() - start
+            tree, out = wire.encode(value)
             self._send({"result": tree}, out)
         except SandboxDied:
             raise
