@@ -106,13 +106,15 @@ def _ln_numpy(x, gamma, beta, eps, axis=1, eps_outside=False, center=True):
     return out if beta is None else out + beta
 
 
-def _norm_backward(dy, x, gamma, eps, axis, center=True, eps_outside=False, mean_path=True, variance_path=True):
+def _norm_backward(dy, x, gamma, eps, axis, center=True, eps_outside=False, mean_path=True, variance_path=True,
+                   param_axis=0):
     """(dx, dgamma, dbeta) of BatchNorm (axis 0), LayerNorm (axis 1) or RMSNorm (axis 1, ``center=False``).
 
     With the defaults, the lab's formula: ``dx = (g - mean(g) - x_hat * mean(g * x_hat)) / std`` with
     ``g = dy * gamma`` and the means over ``axis``. The flags give what a catalogued mistake computes:
     eps added to the standard deviation, or a path through the mean or the variance left out
-    (norm-backward-ignores-stats treats the statistics as constants, wholly or in part).
+    (norm-backward-ignores-stats treats the statistics as constants, wholly or in part), or dgamma and
+    dbeta summed over ``param_axis`` 1 (the features) instead of 0 (the samples).
     """
     kw = dict(axis=axis, keepdims=True)
     mu = x.mean(**kw) if center else 0.0
@@ -125,7 +127,7 @@ def _norm_backward(dy, x, gamma, eps, axis, center=True, eps_outside=False, mean
         dx = dx - g.mean(**kw)
     if variance_path:
         dx = dx - x_hat * (g * x_hat).mean(**kw)
-    return dx / std, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+    return dx / std, (dy * x_hat).sum(axis=param_axis), dy.sum(axis=param_axis)
 
 
 def _backward_variants(dy, x, gamma, eps, axis, center=True):
@@ -141,11 +143,10 @@ def _backward_variants(dy, x, gamma, eps, axis, center=True):
     if center:   # RMSNorm has no path through a mean: only "no path at all" is its mistake
         constants += [backward(variance_path=False)[0], backward(mean_path=False)[0]]
     eps_dx, eps_dgamma, _ = backward(eps_outside=True)
-    mu = x.mean(axis=axis, keepdims=True) if center else 0.0
-    x_hat = (x - mu) / np.sqrt(((x - mu) ** 2).mean(axis=axis, keepdims=True) + eps)
+    _, axis_dgamma, axis_dbeta = backward(param_axis=1)
     return ({"norm-backward-ignores-stats": constants, "norm-eps-outside-sqrt": eps_dx},
-            {"norm-eps-outside-sqrt": eps_dgamma, "wrong-axis-reduction": (dy * x_hat).sum(axis=1)},
-            {"wrong-axis-reduction": dy.sum(axis=1)})
+            {"norm-eps-outside-sqrt": eps_dgamma, "wrong-axis-reduction": axis_dgamma},
+            {"wrong-axis-reduction": axis_dbeta})
 
 
 # ---------------------------------------------------------------------------
@@ -486,11 +487,7 @@ def _layernorm_forward(x, gamma, beta, eps=EPS):
 
 def _layernorm_backward(dy, x, gamma, eps=EPS):
     """Exercise 3's ``layernorm_backward`` as a correct submission has it: (dx, dgamma, dbeta)."""
-    inv_std = 1.0 / np.sqrt(x.var(axis=1, keepdims=True) + eps)
-    x_hat = (x - x.mean(axis=1, keepdims=True)) * inv_std
-    g = dy * gamma
-    dx = inv_std * (g - g.mean(axis=1, keepdims=True) - x_hat * (g * x_hat).mean(axis=1, keepdims=True))
-    return dx, (dy * x_hat).sum(axis=0), dy.sum(axis=0)
+    return _norm_backward(dy, x, gamma, eps, axis=1)
 
 
 # A mistake in Exercise 3's LayerNorm costs Exercise 3 only: the residual stack that calls it is
