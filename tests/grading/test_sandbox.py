@@ -176,3 +176,13 @@ def test_a_patched_comparison_cannot_hide_an_input_changed_in_place(tmp_path):
         assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
         logits = np.arange(6.0).reshape(2, 3)
         assert call_student(_names(sb)["shift"], "shift", logits=logits).mutated_inputs == ["logits"]
+
+
+def test_an_in_place_write_of_equal_values_is_no_mutation_as_at_home(tmp_path):
+    # checker.student (the notebook's own check) compares values with NaN equal to NaN; the sandbox
+    # must agree, so a check that passes at home passes under make grade: -0.0 over 0.0 changes no value.
+    code = "def relu_inplace(x):\n    x += 0.0\n    return float(x[0])\n"
+    with Sandbox(numpy_only=True, limits=Limits(call_seconds=10), workdir=tmp_path) as sb:
+        assert sb.request({"op": "exec", "cell": "s", "source": code})[0]["ok"]
+        x = np.array([-0.0, 1.0, np.nan])
+        assert call_student(_names(sb)["relu_inplace"], "relu_inplace", x=x).mutated_inputs == []

@@ -426,17 +426,25 @@ def _snapshot(value):
 
 
 def _same_arrays(now: dict, before: dict, _all=all) -> bool:
-    """Whether every array is as it was, bit for bit.
+    """Whether every array still holds its values (NaN where it held NaN), as the notebook's own check says.
 
-    Only methods of ndarray, bytes and dict (built-in types no cell can patch) and ``all`` bound at
-    definition: a student cell that replaces ``numpy.array_equal`` or ``builtins.all`` cannot hide an
-    input it changed (a red-team audit's cell did so and kept 3 points of a mutating function).
-    Bit for bit: writing -0.0 over 0.0, or a NaN with another payload, counts as a change.
+    Only methods and operators of ndarray, bytes and dict (built-in types no cell can patch) and ``all``
+    bound at definition: a student cell that replaces ``numpy.array_equal`` or ``builtins.all`` cannot
+    hide an input it changed (a red-team audit's cell did so and kept 3 points of a mutating function).
+    Equal bytes settle it at once; otherwise the values are compared, so that -0.0 written over 0.0
+    counts as unchanged here as it does at home.
     """
     if now.keys() != before.keys():
         return False  # the container itself was emptied, extended or re-keyed
-    return _all(a.shape == before[k].shape and a.dtype == before[k].dtype and a.tobytes() == before[k].tobytes()
-                for k, a in now.items())
+
+    def same(a, b):
+        if a.shape != b.shape or a.dtype != b.dtype:
+            return False
+        if a.tobytes() == b.tobytes():
+            return True
+        return bool(((a == b) | ((a != a) & (b != b))).all())
+
+    return _all(same(a, before[k]) for k, a in now.items())
 
 
 def where(exc: BaseException) -> str:
