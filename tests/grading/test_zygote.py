@@ -192,6 +192,42 @@ def test_a_killed_server_is_the_machine_s_fault_and_the_pool_starts_another(tmp_
         pool.close()
 
 
+LEAVE_A_HEAP = r'''
+import os
+fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(200):
+    os.mkdir("d", dir_fd=fd)
+    inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+    os.close(fd)
+    fd = inner
+for i in range(20000):
+    os.mkfifo(str(i), dir_fd=fd)
+os._exit(0)
+'''
+
+
+def test_a_sandbox_that_leaves_more_than_the_cleaner_removes_in_time_is_charged_and_its_server_replaced(tmp_path):
+    """Red team (2026-12-02): a million FIFOs at the end of an 800-deep chain, then os._exit(0). The
+    server cleaned for minutes before it answered, the grader gave up on it and reported the sandbox
+    killed from outside twice: the student escaped a grade and the worker was held for 385 s. The
+    child's own exit is now its outcome, and a server still cleaning after ``clean_seconds`` is
+    killed (its tmpfs goes with it) instead of waited for."""
+    pool = ZygotePool()
+    limits = Limits(call_seconds=30, clean_seconds=0.001)  # no cleaner removes 20,000 FIFOs in 1 ms
+    try:
+        first = pool.get(True, [], {}, limits, BWRAP)
+        with Sandbox(True, limits=limits, isolation=BWRAP, workdir=tmp_path, zygote=first) as child:
+            with pytest.raises(SandboxDied, match=r"exited \(code 0\)"):
+                child.request({"op": "exec", "cell": "heap", "source": LEAVE_A_HEAP})
+        assert first.retired and first.proc is None, "the server was killed, not waited for"
+        second = pool.get(True, [], {}, limits, BWRAP)
+        assert second is not first and second.alive
+        with Sandbox(True, limits=limits, isolation=BWRAP, workdir=tmp_path, zygote=second) as after:
+            assert _run(after, "import os; print(os.listdir('.'))") == "[]"
+    finally:
+        pool.close()
+
+
 def test_the_cleaner_removes_folders_a_sandbox_made_unreadable(tmp_path):
     folder = tmp_path / "submission"
     (folder / "a" / "b").mkdir(parents=True)

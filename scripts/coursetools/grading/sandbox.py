@@ -94,6 +94,10 @@ class Limits:
     notebook_seconds: float = 600.0  # CPU time of all of one notebook: slow-but-finite code cannot stall a class
     wall_factor: float = 4.0
     start_seconds: float = 120.0    # wall-clock, for the grader's own start-up of a sandbox
+    # Wall-clock for a sandbox server to delete what one forked sandbox left; past it the server is
+    # replaced instead (its private tmpfs goes with it). A red-team submission left an 800-deep
+    # chain of folders holding a million FIFOs, which took the cleaner minutes.
+    clean_seconds: float = 10.0
 
     def kernel_limits(self) -> dict:
         return {"memory_bytes": self.memory_bytes, "cpu_seconds": self.cpu_seconds,

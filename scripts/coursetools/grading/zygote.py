@@ -201,9 +201,17 @@ class Zygote:
         if "returncode" not in reply:
             self.retire()
             raise ZygoteGone(f"the sandbox server could not reap its child: {reply.get('error')}")
-        if not reply.get("clean"):
-            self.retire()  # files of this child survived: the next sandbox gets a fresh server
-        return int(reply["returncode"])
+        code = int(reply["returncode"])
+        try:
+            clean = self._recv(self.limits.clean_seconds).get("clean")
+        except ZygoteGone:
+            clean = False
+        if not clean:
+            # Files of this child survived, or the cleaner is still at them: the child's outcome stands,
+            # the server goes now (with its tmpfs) and the next sandbox gets a fresh one.
+            self.retire()
+            self.close()
+        return code
 
     def retire(self) -> None:
         """Fork no more sandboxes from this server; the pool starts a new one."""

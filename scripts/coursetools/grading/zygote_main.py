@@ -19,8 +19,11 @@ Fork costs milliseconds where a new interpreter importing torch costs most of a 
 What one child could leave for the next is removed before the next starts: the grader
 kills a child before asking for the next one; the server waits for it, then a cleaner
 process running as the child's own user deletes every file that user owns in the
-private ``/tmp`` and ``/dev/shm``. When that fails the server says so and the grader
-starts a fresh server. The server is not dumpable, so a child (the same user when the
+private ``/tmp`` and ``/dev/shm``. The server reports the child's exit status before it
+cleans, and whether the cleaning succeeded after. When the cleaning fails, or takes longer
+than the grader waits (``Limits.clean_seconds``), the grader kills this server and starts
+a fresh one: the private tmpfs, with whatever is left in it, goes with the server's mount
+namespace. The server is not dumpable, so a child (the same user when the
 grader is not root) cannot read or write its memory through ``/proc`` or ``ptrace``.
 
 Control messages are JSON, one per datagram on a ``SOCK_SEQPACKET`` socket; a spawn
@@ -105,9 +108,12 @@ def main(control_fd: int, config_json: str) -> None:
                 _send(control, {"running": True})
                 continue
             live = None
+            # The child's outcome first: however long the cleaning takes, the grader has it, and a
+            # grader that stops waiting for the cleaner replaces this server instead.
+            _send(control, {"returncode": _returncode(status)})
             clean = _clean(message.get("uid"), message["sandbox_dir"], scan_scratch=bool(init.get("private_tmp")),
                            keep=[os.path.join(root, SERVER_FOLDER)] + list(init.get("binds", [])))
-            _send(control, {"returncode": _returncode(status), "clean": clean})
+            _send(control, {"clean": clean})
         else:
             for fd in fds:
                 os.close(fd)
